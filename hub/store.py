@@ -1,0 +1,232 @@
+"""The hub's database: events, devices, customers, arrivals, staff. Schema changes are migrations.
+
+Open one `HubStore` per thread that writes (the ingest writer) and one for the web app;
+SQLite in WAL mode lets the readers read while the writer commits.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import sqlite_utils
+
+from protocol.envelope import Envelope
+
+
+def _m001_initial(db: sqlite_utils.Database) -> None:
+    db["events"].create({"id": str, "seq": int, "store": str, "device": str, "type": str, "ts": str,
+                         "data": str, "received_at": str}, pk="id")
+    db["events"].create_index(["device", "seq"])
+    db["events"].create_index(["type", "ts"])
+    db["rejected_events"].create({"id": int, "received_at": str, "topic": str, "device": str, "reason": str,
+                                  "detail": str, "size": int}, pk="id")
+    db["devices"].create({"id": str, "store": str, "state": str, "session": int, "version": str,
+                          "status_ts": str, "last_seen": str, "last_seq": int, "events": int,
+                          "duplicates": int, "gaps": int}, pk="id", defaults={"events": 0, "duplicates": 0,
+                                                                                "gaps": 0, "last_seq": 0})
+    db["customers"].create({"id": str, "profile": str, "fetched_at": str}, pk="id")
+    db["arrivals"].create({"id": int, "event_id": str, "store": str, "device": str, "customer_id": str,
+                           "member_jti": str, "scanned_at": str, "created_at": str, "late": int, "payload": str},
+                          pk="id", not_null={"event_id", "store", "device", "customer_id"})
+    db["arrivals"].create_index(["event_id"], unique=True)
+    db["arrivals"].create_index(["member_jti"])
+    db["staff"].create({"username": str, "password_hash": str, "role": str, "store": str, "disabled": int,
+                        "created_at": str}, pk="username", defaults={"disabled": 0})
+    db["audit_log"].create({"id": int, "ts": str, "actor": str, "action": str, "subject": str, "detail": str},
+                           pk="id")
+
+
+MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
+    ("001_initial", _m001_initial),
+]
+
+
+def open_hub_db(path: str | Path) -> sqlite_utils.Database:
+    conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=10)
+    conn.execute("PRAGMA journal_mode=WAL")
+    # Events are acknowledged to the broker after commit: that commit must survive a power cut.
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA busy_timeout=10000")
+    conn.execute("PRAGMA foreign_keys=ON")
+    return sqlite_utils.Database(conn)
+
+
+def migrate(db: sqlite_utils.Database) -> list[str]:
+    """Apply pending migrations in order; returns the names applied."""
+    db.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
+    applied = {row[0] for row in db.execute("SELECT name FROM _migrations").fetchall()}
+    done = []
+    for name, step in MIGRATIONS:
+        if name in applied:
+            continue
+        db.conn.execute("BEGIN IMMEDIATE")
+        try:
+            if db.execute("SELECT 1 FROM _migrations WHERE name = ?", [name]).fetchone() is None:
+                step(db)
+                db.execute("INSERT INTO _migrations VALUES (?, ?)", [name, _now()])
+                done.append(name)
+            db.conn.execute("COMMIT")
+        except BaseException:
+            db.conn.execute("ROLLBACK")
+            raise
+    return done
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class HubStore:
+    """All reads and writes of the hub's database. Methods are safe to call from several threads."""
+
+    def __init__(self, db: sqlite_utils.Database):
+        self.db = db
+        self._lock = threading.RLock()
+        migrate(db)
+
+    def transaction(self):
+        return _Transaction(self)
+
+    # --- ingest (called by the single writer, inside `transaction()`)
+    def insert_event(self, envelope: Envelope, received_at: str) -> bool:
+        """Store an event once; False when its id was already stored (a duplicate)."""
+        cursor = self.db.execute(
+            "INSERT OR IGNORE INTO events (id, seq, store, device, type, ts, data, received_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [envelope.id, envelope.seq, envelope.store, envelope.device, envelope.type, envelope.ts,
+             json.dumps(envelope.data, separators=(",", ":")), received_at])
+        return cursor.rowcount == 1
+
+    def insert_rejection(self, *, topic: str, device: str, reason: str, detail: str, size: int,
+                         received_at: str) -> None:
+        self.db.execute(
+            "INSERT INTO rejected_events (received_at, topic, device, reason, detail, size) VALUES (?, ?, ?, ?, ?, ?)",
+            [received_at, topic[:200], device[:64], reason, detail[:200], size])
+
+    def update_device_counts(self, device: str, store: str, *, last_seen: str, max_seq: int,
+                             events: int, duplicates: int, gaps: int) -> None:
+        self.db.execute(
+            "INSERT INTO devices (id, store, last_seen, last_seq, events, duplicates, gaps) VALUES (?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT(id) DO UPDATE SET last_seen = excluded.last_seen, "
+            "last_seq = max(devices.last_seq, excluded.last_seq), events = devices.events + excluded.events, "
+            "duplicates = devices.duplicates + excluded.duplicates, gaps = devices.gaps + excluded.gaps",
+            [device, store, last_seen, max_seq, events, duplicates, gaps])
+
+    def device_last_seq(self, device: str) -> int:
+        row = self.db.execute("SELECT last_seq FROM devices WHERE id = ?", [device]).fetchone()
+        return row[0] if row else 0
+
+    def update_device_status(self, device: str, store: str, status: dict[str, Any], seen: str) -> bool:
+        """Record presence unless it comes from an older session than the one we know."""
+        cursor = self.db.execute(
+            "INSERT INTO devices (id, store, state, session, version, status_ts, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT(id) DO UPDATE SET state = excluded.state, session = excluded.session, "
+            "version = excluded.version, status_ts = excluded.status_ts, last_seen = excluded.last_seen "
+            "WHERE devices.session IS NULL OR excluded.session >= devices.session",
+            [device, store, status["state"], status["session"], str(status.get("version", ""))[:40],
+             str(status.get("ts", ""))[:40], seen])
+        return cursor.rowcount == 1
+
+    # --- reads
+    def count_events(self, **where: Any) -> int:
+        clause = " AND ".join(f"{k} = ?" for k in where) or "1"
+        return self.db.execute(f"SELECT count(*) FROM events WHERE {clause}", list(where.values())).fetchone()[0]
+
+    def devices(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self.db["devices"].rows_where(order_by="id"))
+
+    def rejection_counts(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self.db.execute("SELECT reason, count(*) FROM rejected_events GROUP BY reason").fetchall())
+
+    # --- customers and arrivals
+    def cached_profile(self, customer_id: str) -> tuple[dict[str, Any], str] | None:
+        with self._lock:
+            row = self.db.execute("SELECT profile, fetched_at FROM customers WHERE id = ?", [customer_id]).fetchone()
+        return (json.loads(row[0]), row[1]) if row else None
+
+    def cache_profile(self, customer_id: str, profile: dict[str, Any], fetched_at: str) -> None:
+        with self._lock:
+            self.db["customers"].upsert({"id": customer_id, "profile": json.dumps(profile), "fetched_at": fetched_at},
+                                        pk="id")
+
+    def jti_seen_elsewhere(self, jti: str, device: str) -> str | None:
+        """The other device that already used this token id, if any (a replayed QR)."""
+        with self._lock:
+            row = self.db.execute("SELECT device FROM arrivals WHERE member_jti = ? AND device != ? LIMIT 1",
+                                  [jti, device]).fetchone()
+        return row[0] if row else None
+
+    def add_arrival(self, *, event_id: str, store: str, device: str, customer_id: str, jti: str,
+                    scanned_at: str, late: bool, payload: dict[str, Any]) -> int | None:
+        """Store an arrival once per event; returns its id, or None if it existed already."""
+        with self._lock:
+            cursor = self.db.execute(
+                "INSERT OR IGNORE INTO arrivals (event_id, store, device, customer_id, member_jti, scanned_at, "
+                "created_at, late, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [event_id, store, device, customer_id, jti, scanned_at, _now(), int(late), json.dumps(payload)])
+            return cursor.lastrowid if cursor.rowcount == 1 else None
+
+    def recent_arrivals(self, store: str, *, after_id: int = 0, limit: int = 50) -> list[dict[str, Any]]:
+        with self._lock:
+            rows = self.db.execute(
+                "SELECT id, payload FROM arrivals WHERE store = ? AND id > ? ORDER BY id DESC LIMIT ?",
+                [store, after_id, limit]).fetchall()
+        return [{**json.loads(payload), "id": row_id} for row_id, payload in rows]
+
+    # --- staff
+    def add_staff(self, username: str, password_hash: str, role: str, store: str) -> None:
+        with self._lock:
+            self.db["staff"].insert({"username": username, "password_hash": password_hash, "role": role,
+                                     "store": store, "disabled": 0, "created_at": _now()}, pk="username")
+
+    def set_staff_password(self, username: str, password_hash: str) -> bool:
+        with self._lock:
+            return self.db.execute("UPDATE staff SET password_hash = ? WHERE username = ?",
+                                   [password_hash, username]).rowcount == 1
+
+    def set_staff_disabled(self, username: str, disabled: bool) -> bool:
+        with self._lock:
+            return self.db.execute("UPDATE staff SET disabled = ? WHERE username = ?",
+                                   [int(disabled), username]).rowcount == 1
+
+    def staff(self, username: str) -> dict[str, Any] | None:
+        with self._lock:
+            rows = list(self.db["staff"].rows_where("username = ?", [username]))
+        return rows[0] if rows else None
+
+    def list_staff(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [{k: v for k, v in row.items() if k != "password_hash"}
+                    for row in self.db["staff"].rows_where(order_by="username")]
+
+    def audit(self, actor: str, action: str, subject: str, detail: str = "") -> None:
+        with self._lock:
+            self.db["audit_log"].insert({"ts": _now(), "actor": actor, "action": action, "subject": subject,
+                                         "detail": detail})
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE … COMMIT under the store's lock; rolls back on any error."""
+
+    def __init__(self, store: HubStore):
+        self.store = store
+
+    def __enter__(self) -> HubStore:
+        self.store._lock.acquire()
+        self.store.db.conn.execute("BEGIN IMMEDIATE")
+        return self.store
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            self.store.db.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+        finally:
+            self.store._lock.release()
+
+

@@ -1,0 +1,182 @@
+"""Events travel outbox → edge agent → real Mosquitto → hub database exactly once."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import paho.mqtt.client as mqtt
+import pytest
+
+from conftest import DEVICES, STORE, login_for, wait_for
+from edge_agent.agent import EdgeAgent
+from edge_agent.outbox import Outbox, open_device_db
+from hub.ingest import Ingest
+from hub.store import HubStore, open_hub_db
+from protocol.envelope import make_envelope
+from protocol.mqtt import build_client, connect
+from protocol.topics import Topics
+from datetime import datetime, timezone
+
+
+def start_hub(broker, tmp_path):
+    store = HubStore(open_hub_db(tmp_path / "hub.db"))
+    ingest = Ingest(store_id=STORE, login=login_for(broker, broker.hub_user), hub_store=store, version="test").start()
+    wait_for(ingest.connected.is_set, what="hub connected")
+    return store, ingest
+
+
+def start_agent(broker, tmp_path, device=DEVICES[0], window=20):
+    outbox = Outbox(open_device_db(tmp_path / f"{device}-outbox.db"), store=STORE, device=device)
+    agent = EdgeAgent(store=STORE, device=device, login=login_for(broker, device), outbox=outbox,
+                      version="test", window=window, poll_s=0.05).start()
+    return outbox, agent
+
+
+def test_thousand_events_reach_the_hub_exactly_once(broker, tmp_path):
+    hub_store, ingest = start_hub(broker, tmp_path)
+    outbox, agent = start_agent(broker, tmp_path)
+    sent = [outbox.append("scan.product", {"session": "s-1", "gtin": f"{n:014d}", "source": "ean13"}).id
+            for n in range(1000)]
+    wait_for(lambda: hub_store.count_events(device=DEVICES[0]) == 1000, timeout=60, what="1000 events stored")
+    wait_for(agent.idle, what="outbox drained")
+    stored = [row[0] for row in hub_store.db.execute("SELECT id FROM events ORDER BY seq").fetchall()]
+    assert stored == sent
+    seqs = [row[0] for row in hub_store.db.execute("SELECT seq FROM events ORDER BY seq").fetchall()]
+    assert seqs == list(range(1, 1001))
+    assert outbox.stats()["depth"] == 0
+    device = {d["id"]: d for d in hub_store.devices()}[DEVICES[0]]
+    assert device["events"] == 1000 and device["gaps"] == 0 and device["last_seq"] == 1000
+    agent.stop()
+    ingest.stop()
+
+
+def test_events_written_while_broker_is_down_arrive_after_it_returns(broker, tmp_path):
+    hub_store, ingest = start_hub(broker, tmp_path)
+    outbox, agent = start_agent(broker, tmp_path)
+    wait_for(agent.connected.is_set, what="agent connected")
+    broker.stop()
+    wait_for(lambda: not agent.connected.is_set(), what="agent saw the broker go")
+    ids = [outbox.append("session.started", {"session": f"s-{n}"}).id for n in range(50)]
+    assert outbox.stats()["depth"] == 50
+    broker.start()
+    wait_for(lambda: hub_store.count_events() == 50, timeout=60, what="events after broker restart")
+    wait_for(agent.idle, what="outbox drained")
+    assert sorted(r[0] for r in hub_store.db.execute("SELECT id FROM events").fetchall()) == sorted(ids)
+    agent.stop()
+    ingest.stop()
+
+
+def test_redelivered_event_is_counted_as_duplicate_not_stored_twice(broker, tmp_path):
+    hub_store, ingest = start_hub(broker, tmp_path)
+    device = DEVICES[1]
+    envelope = make_envelope(store=STORE, device=device, type="session.started", seq=1,
+                             data={"session": "s-9"}, now=datetime.now(timezone.utc))
+    client = _raw_client(broker, device)
+    for _ in range(3):
+        client.publish(Topics(STORE).events(device), envelope.to_json(), qos=1).wait_for_publish(5)
+    wait_for(lambda: ingest.counters.duplicates == 2, what="two duplicates counted")
+    assert hub_store.count_events(id=envelope.id) == 1
+    client.loop_stop()
+    ingest.stop()
+
+
+def test_device_cannot_publish_under_another_devices_topic(broker, tmp_path):
+    hub_store, ingest = start_hub(broker, tmp_path)
+    intruder, victim = DEVICES
+    forged = make_envelope(store=STORE, device=victim, type="session.started", seq=1, data={"session": "x"},
+                           now=datetime.now(timezone.utc))
+    client = _raw_client(broker, intruder)
+    acks: list = []
+    client.on_publish = lambda c, u, mid, rc, props: acks.append(rc)
+    client.publish(Topics(STORE).events(victim), forged.to_json(), qos=1)
+    wait_for(lambda: acks, what="broker answered the forged publish")
+    assert acks[0].is_failure, f"broker accepted a publish outside the ACL: {acks[0]}"
+    # And an honest topic still works, proving the hub was listening all along.
+    own = make_envelope(store=STORE, device=intruder, type="session.started", seq=1, data={"session": "y"},
+                        now=datetime.now(timezone.utc))
+    client.publish(Topics(STORE).events(intruder), own.to_json(), qos=1).wait_for_publish(5)
+    wait_for(lambda: hub_store.count_events(id=own.id) == 1, what="own event stored")
+    assert hub_store.count_events(device=victim) == 0
+    client.loop_stop()
+    ingest.stop()
+
+
+def test_envelope_naming_another_device_is_rejected_by_the_hub(broker, tmp_path):
+    """Even if an ACL were too wide, the hub trusts the topic, not the payload."""
+    hub_store, ingest = start_hub(broker, tmp_path)
+    sender, claimed = DEVICES
+    forged = make_envelope(store=STORE, device=claimed, type="session.started", seq=1, data={"session": "x"},
+                           now=datetime.now(timezone.utc))
+    client = _raw_client(broker, sender)
+    client.publish(Topics(STORE).events(sender), forged.to_json(), qos=1).wait_for_publish(5)
+    client.publish(Topics(STORE).events(sender), b"\xff\xfenot json", qos=1).wait_for_publish(5)
+    wait_for(lambda: sum(ingest.counters.rejected.values()) == 2, what="two rejections")
+    assert hub_store.rejection_counts() == {"device_mismatch": 1, "not_utf8": 1}
+    assert hub_store.count_events() == 0
+    client.loop_stop()
+    ingest.stop()
+
+
+@pytest.mark.parametrize("password", [None, "wrong-password"])
+def test_anonymous_or_wrong_password_client_is_refused(broker, password):
+    results: list = []
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="stranger", protocol=mqtt.MQTTv5)
+    if password:
+        client.username_pw_set(DEVICES[0], password)
+    client.on_connect = lambda c, u, flags, rc, props: results.append(rc)
+    client.connect(broker.host, broker.port)
+    client.loop_start()
+    wait_for(lambda: results, what="CONNACK")
+    client.loop_stop()
+    assert results[0].is_failure
+    assert results[0].getName() in ("Not authorized", "Bad user name or password")
+
+
+def test_agent_announces_online_and_stopped_retained(broker, tmp_path):
+    hub_store, ingest = start_hub(broker, tmp_path)
+    outbox, agent = start_agent(broker, tmp_path)
+    wait_for(lambda: {d["id"]: d for d in hub_store.devices()}.get(DEVICES[0], {}).get("state") == "online",
+             what="online status")
+    agent.stop()
+    wait_for(lambda: {d["id"]: d for d in hub_store.devices()}[DEVICES[0]]["state"] == "stopped",
+             what="stopped status")
+    retained = _read_retained(broker, Topics(STORE).status(DEVICES[0]))
+    assert json.loads(retained)["state"] == "stopped"
+    ingest.stop()
+
+
+def test_agent_killed_uncleanly_is_marked_offline_by_its_will(broker, tmp_path):
+    hub_store, ingest = start_hub(broker, tmp_path)
+    outbox, agent = start_agent(broker, tmp_path)
+    wait_for(agent.connected.is_set, what="agent connected")
+    agent.client._sock.close()  # the network dies under the agent: no DISCONNECT is sent
+    agent._stop.set()
+    agent.client.loop_stop()
+    wait_for(lambda: {d["id"]: d for d in hub_store.devices()}[DEVICES[0]]["state"] == "offline",
+             timeout=30, what="offline from the last will")
+    ingest.stop()
+
+
+def _raw_client(broker, user):
+    client = build_client(f"raw-{user}", login_for(broker, user), will_topic=Topics(STORE).status(user),
+                          will_payload=b'{"state":"offline","session":0,"version":"t","ts":"x"}')
+    connected = threading.Event()
+    client.on_connect = lambda *a: connected.set()
+    connect(client, login_for(broker, user))
+    client.loop_start()
+    assert connected.wait(10)
+    return client
+
+
+def _read_retained(broker, topic):
+    got: list = []
+    client = build_client("reader", login_for(broker, broker.hub_user), will_topic="omnikiosk/s001/hub/status",
+                          will_payload=b"{}")
+    client.on_connect = lambda c, *a: c.subscribe(topic, qos=1)
+    client.on_message = lambda c, u, m: got.append(m.payload)
+    connect(client, login_for(broker, broker.hub_user))
+    client.loop_start()
+    wait_for(lambda: got, what=f"retained message on {topic}")
+    client.loop_stop()
+    return got[0]
