@@ -48,3 +48,12 @@ def run_parser(prog: str, description: str, settings: Sequence[Setting], example
     parser.add_argument("--config", metavar="FILE", help="TOML config file (OMNIKIOSK_* variables override it)")
     parser.add_argument("--check-config", action="store_true", help="validate the config, print it, exit")
     return parser
+
+
+def interrupt_on_sigterm() -> None:
+    """systemd stops a service with SIGTERM: treat it like Ctrl-C so `finally:` blocks clean up."""
+    import signal
+
+    def _raise(*_):
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, _raise)

@@ -1,0 +1,140 @@
+"""`python -m demo`: run a whole store on this machine, and play the shopper."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from protocol.cli import interrupt_on_sigterm
+
+DEFAULT_STATE = Path(os.environ.get("OMNIKIOSK_DEMO_STATE", "var/demo"))
+
+EXAMPLES = """examples:
+  python -m demo run                                  # the whole store; Ctrl-C stops it
+  python -m demo checkin M0001 --kiosk s001-k01       # Jane Cooper shows her app QR at kiosk 1
+  python -m demo member-qr M0001 --out jane.png       # her rotating app QR (valid 120 s)
+  python -m demo member-qr M0001 --card --out card.png  # a printed member card (long-lived)
+  python -m demo show --kiosk s001-k02 jane.png       # hold any image in front of kiosk 2's camera
+"""
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m demo", description="The Omnikiosk demo store.",
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES)
+    parser.add_argument("--state", type=Path, default=DEFAULT_STATE,
+                        help=f"folder holding the demo's files (default {DEFAULT_STATE}, or $OMNIKIOSK_DEMO_STATE)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("run", help="start broker, online store, hub and two kiosks with their agents")
+    online = sub.add_parser("online-store", help="serve only the demo online store API")
+    online.add_argument("--port", type=int, default=8010)
+    qr = sub.add_parser("member-qr", help="write a member's QR code as PNG")
+    qr.add_argument("member", help="member id, e.g. M0001")
+    qr.add_argument("--out", type=Path, required=True)
+    qr.add_argument("--card", action="store_true", help="a printed card token instead of a rotating app token")
+    show = sub.add_parser("show", help="hold an image in front of a kiosk's simulated camera")
+    show.add_argument("image", type=Path)
+    show.add_argument("--kiosk", default="s001-k01")
+    show.add_argument("--seconds", type=float, default=3.0)
+    checkin = sub.add_parser("checkin", help="a member shows their app QR at a kiosk (member-qr + show)")
+    checkin.add_argument("member")
+    checkin.add_argument("--kiosk", default="s001-k01")
+    args = parser.parse_args(argv)
+    state = args.state.resolve()
+    if args.command == "run":
+        run(state)
+    elif args.command == "online-store":
+        serve_online_store(state, args.port)
+    elif args.command == "member-qr":
+        path = member_qr(state, args.member, args.out, card=args.card)
+        print(f"wrote {path} ({'card' if args.card else 'app token, valid 120 s'}) for {args.member}")
+    elif args.command == "show":
+        show_image(state, args.kiosk, args.image, args.seconds)
+    elif args.command == "checkin":
+        with tempfile.TemporaryDirectory() as tmp:
+            path = member_qr(state, args.member, Path(tmp) / f"{args.member}.png")
+            show_image(state, args.kiosk, path, 3.0)
+
+
+def run(state: Path) -> None:
+    from demo.store import DemoStore
+    store = DemoStore(state)
+    print(f"starting the demo store in {state} …", flush=True)
+    interrupt_on_sigterm()
+    try:
+        store.start()
+        print(store.banner(), flush=True)
+        while True:
+            for name, process in store.processes.items():
+                if process.poll() is not None:
+                    print(f"{name} exited with {process.returncode}; see {state / 'logs' / (name + '.log')}",
+                          file=sys.stderr)
+                    raise KeyboardInterrupt
+            time.sleep(1)
+    except KeyboardInterrupt:
+        print("\nstopping …", flush=True)
+    except (RuntimeError, TimeoutError) as exc:
+        print(f"the demo could not start: {exc}", file=sys.stderr)
+        store.stop()
+        sys.exit(1)
+    store.stop()
+    print("stopped.")
+
+
+def serve_online_store(state: Path, port: int) -> None:
+    from werkzeug.serving import make_server
+
+    from demo import seed
+    from demo.issuer import Issuer
+    from demo.online_store import create_app
+    from protocol import jsonlog
+    jsonlog.setup("online-store")
+    api_key = (state / "online" / "api_key").read_text().strip()
+    issuer = Issuer.load_or_create(state / "online" / "issuer.pem")
+    app = create_app(seed.build(), api_key, jwks=issuer.jwks())
+    server = make_server("127.0.0.1", port, app, threaded=True)
+    interrupt_on_sigterm()
+    print(json.dumps({"msg": "online store listening", "url": f"http://127.0.0.1:{port}/"}), flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        server.server_close()
+
+
+def member_qr(state: Path, member_id: str, out: Path, *, card: bool = False) -> Path:
+    from demo import seed
+    from demo.issuer import Issuer, qr_png
+    members = {c["id"]: c for c in seed.build().customers}
+    if member_id not in members:
+        sys.exit(f"no member {member_id!r} in the demo data (try M0001 … M{len(members):04d})")
+    issuer = Issuer.load_or_create(state / "online" / "issuer.pem")
+    token = issuer.mint(members[member_id], now=datetime.now(timezone.utc), typ="card" if card else "app")
+    return qr_png(token, out)
+
+
+def show_image(state: Path, kiosk: str, image: Path, seconds: float) -> None:
+    camera = state / "kiosks" / kiosk / "camera"
+    if not camera.is_dir():
+        sys.exit(f"no kiosk {kiosk!r} under {state}: is `make demo` running (with the same --state)?")
+    if not image.is_file():
+        sys.exit(f"no image {image}")
+    target = camera / f"shown{image.suffix.lower() or '.png'}"
+    partial = camera / ".incoming"
+    shutil.copyfile(image, partial)
+    os.replace(partial, target)  # the kiosk never sees half an image
+    print(f"showing {image.name} to {kiosk} for {seconds:g} s …", flush=True)
+    try:
+        time.sleep(seconds)
+    finally:
+        target.unlink(missing_ok=True)
+    print("done.")
+
+
+if __name__ == "__main__":
+    main()

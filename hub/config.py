@@ -1,0 +1,64 @@
+"""The hub's settings, declared once."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Mapping
+
+from protocol.settings import Config, ConfigError, Setting, parse
+
+SETTINGS = [
+    Setting("store", None, "store id, e.g. s001", kind=str),
+    Setting("store_name", "Omnikiosk store", "store name shown to staff"),
+    Setting("demo", False, "demo mode: allows plain HTTP and the demo staff login; refused on a non-loopback address"),
+    Setting("topic_prefix", "omnikiosk", "first level of every MQTT topic"),
+    Setting("mqtt.host", "127.0.0.1", "broker host"),
+    Setting("mqtt.port", 1883, "broker port", minimum=1),
+    Setting("mqtt.username", "", "MQTT username; empty means hub-{store}"),
+    Setting("mqtt.password_file", None, "file holding the hub's MQTT password", kind=str),
+    Setting("mqtt.keepalive_s", 30, "MQTT keepalive in seconds", minimum=5),
+    Setting("mqtt.session_expiry_s", 604800, "how long the broker queues events for the hub while it is down", minimum=0),
+    Setting("mqtt.tls_ca", "", "CA certificate file; set it to use TLS (required outside loopback)"),
+    Setting("db.path", "/var/lib/omnikiosk/hub.db", "the hub's SQLite database"),
+    Setting("web.host", "127.0.0.1", "address the staff web app listens on"),
+    Setting("web.port", 8000, "port of the staff web app", minimum=1),
+    Setting("web.secret_key_file", "", "file with the session signing key (required outside demo mode)"),
+    Setting("web.tls_cert", "", "TLS certificate for the staff web app (required outside demo mode)"),
+    Setting("web.tls_key", "", "TLS private key for the staff web app"),
+    Setting("web.idle_timeout_min", 15, "sign staff out after this many idle minutes", minimum=1),
+    Setting("online.base_url", None, "base URL of the online store API, e.g. https://shop.example/", kind=str),
+    Setting("online.api_key_file", None, "file holding the online store API key", kind=str),
+    Setting("online.timeout_s", 0.8, "time budget for fetching a profile on arrival", minimum=0.05),
+    Setting("profile.ttl_s", 900, "a cached profile younger than this is used without asking the online store", minimum=0),
+    Setting("arrivals.late_after_s", 120, "a check-in older than this when it reaches the hub is shown as late", minimum=1),
+    Setting("log.level", "INFO", "log level", choices=("DEBUG", "INFO", "WARNING", "ERROR")),
+]
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def load_config(path: str | Path | None, environ: Mapping[str, str] | None = None) -> Config:
+    document = tomllib.loads(Path(path).read_text()) if path else {}
+    config = parse(SETTINGS, document, os.environ if environ is None else environ,
+                   source=str(path or "<defaults>"))
+    check_security(config)
+    return config
+
+
+def check_security(config: Config) -> None:
+    """Refuse demo-only shortcuts outside demo mode, and demo mode outside loopback."""
+    problems = []
+    if config["demo"] and config["web.host"] not in LOOPBACK:
+        problems.append(f"demo mode serves plain HTTP with a known login: web.host must be loopback, "
+                        f"not {config['web.host']!r}")
+    if not config["demo"]:
+        if not config["web.secret_key_file"]:
+            problems.append("web.secret_key_file is required outside demo mode")
+        if not (config["web.tls_cert"] and config["web.tls_key"]):
+            problems.append("web.tls_cert and web.tls_key are required outside demo mode (staff log in over HTTPS)")
+        if config["mqtt.host"] not in LOOPBACK and not config["mqtt.tls_ca"]:
+            problems.append("mqtt.tls_ca is required when the broker is not on loopback")
+    if problems:
+        raise ConfigError("\n".join(f"{config.source}: {p}" for p in problems))

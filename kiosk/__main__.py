@@ -1,0 +1,129 @@
+"""`python -m kiosk`: run a kiosk, or decode images to check what a camera sees."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from protocol import jsonlog
+from protocol.cli import interrupt_on_sigterm, load_or_exit, settings_epilog
+from protocol.settings import ConfigError
+
+log = logging.getLogger("kiosk")
+
+EXAMPLES = """examples:
+  python -m kiosk run --config /etc/omnikiosk/kiosk.toml
+  python -m kiosk run --config kiosk.toml --check-config
+  python -m kiosk decode still-1.png still-2.jpg
+"""
+
+
+def main(argv: list[str] | None = None) -> None:
+    from kiosk.config import SETTINGS, load_config
+    parser = argparse.ArgumentParser(prog="python -m kiosk", description="An Omnikiosk shopper kiosk.",
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="scan and show the shopper screen on 127.0.0.1",
+                         formatter_class=argparse.RawDescriptionHelpFormatter,
+                         epilog=settings_epilog(SETTINGS, "python -m kiosk run --config /etc/omnikiosk/kiosk.toml"))
+    run.add_argument("--config", metavar="FILE", help="TOML config file (OMNIKIOSK_* variables override it)")
+    run.add_argument("--check-config", action="store_true", help="validate the config and exit")
+    dec = sub.add_parser("decode", help="print the codes found in image files, one JSON line per file",
+                         epilog="example:\n  python -m kiosk decode still.png",
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    dec.add_argument("files", nargs="+", metavar="FILE")
+    args = parser.parse_args(argv)
+    if args.command == "decode":
+        sys.exit(decode_command(args.files))
+    config = load_or_exit(load_config, args.config)
+    try:
+        keys = load_keys(config["tokens.jwks_file"])
+    except ConfigError as exc:
+        sys.exit(f"invalid configuration:\n{exc}")
+    if args.check_config:
+        print(f"{config.source}: ok (kiosk {config['device']} of store {config['store']}, "
+              f"source {config['camera.source']}, {len(keys)} member token key(s))")
+        return
+    jsonlog.setup("kiosk", config["log.level"])
+    run_kiosk(config, keys)
+
+
+def load_keys(path: str):
+    from protocol.tokens import KeySet
+    try:
+        return KeySet.from_jwks(json.loads(Path(path).read_text()))
+    except OSError as exc:
+        raise ConfigError(f"cannot read tokens.jwks_file {path}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise ConfigError(f"tokens.jwks_file {path}: {exc}") from None
+
+
+def run_kiosk(config, keys) -> None:
+    from edge_agent.outbox import Outbox, open_device_db
+    from kiosk.camera import open_source
+    from kiosk.loop import ScanLoop
+    from kiosk.shopper import Shopper
+    from kiosk.web import Screen, create_app
+
+    outbox = Outbox(open_device_db(config["outbox.path"]), store=config["store"], device=config["device"])
+    screen = Screen()
+    shopper = Shopper(outbox=outbox, keys=keys, screen=screen.show, idle_timeout_s=config["session.idle_timeout_s"],
+                      issuer=config["tokens.issuer"], leeway_s=config["tokens.leeway_s"])
+    source = open_source(config["camera.source"], width=config["camera.width"], height=config["camera.height"])
+
+    def camera_state(state: str) -> None:
+        if state == "lost":
+            screen.show({"view": "unavailable", "message": "Scanner unavailable — please ask staff"})
+        elif screen.current.get("view") == "unavailable":
+            screen.show({"view": "idle"})
+
+    loop = ScanLoop(source, shopper, fps=config["scan.fps"], debounce_s=config["scan.debounce_s"],
+                    symbologies=config["scan.symbologies"], on_camera_state=camera_state)
+
+    def health():
+        return {"camera": loop.stats["camera"], "outbox_depth": outbox.stats()["depth"],
+                "session_active": shopper.session is not None}
+
+    def metrics():
+        rows = [f'omnikiosk_kiosk_scans_total{{outcome="{k}"}} {v}' for k, v in shopper.counters.items()]
+        rows += [f"omnikiosk_kiosk_frames_total {loop.stats['frames']}",
+                 f"omnikiosk_kiosk_decode_ms {loop.stats['decode_ms']}",
+                 f"omnikiosk_kiosk_outbox_depth {outbox.stats()['depth']}"]
+        return "\n".join(rows) + "\n"
+
+    app, socketio = create_app(config, screen=screen, on_done=lambda: shopper.end_session("done"),
+                               health=health, metrics=metrics)
+    loop.start()
+    url = f"http://127.0.0.1:{config['web.port']}/"
+    log.info("kiosk started", extra={"device": config["device"], "url": url, "source": config["camera.source"]})
+    interrupt_on_sigterm()
+    try:
+        # The shopper page is for the screen attached to this device only.
+        socketio.run(app, host="127.0.0.1", port=config["web.port"], allow_unsafe_werkzeug=True,
+                     log_output=False, use_reloader=False)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        loop.stop()
+        log.info("kiosk stopped")
+
+
+def decode_command(files: list[str]) -> int:
+    from kiosk.decode import decode_file
+    status = 0
+    for name in files:
+        if not Path(name).is_file():
+            print(json.dumps({"file": name, "error": "not found"}))
+            status = 1
+            continue
+        codes = decode_file(name)
+        print(json.dumps({"file": name, "codes": [{"symbology": c.symbology, "text": c.text} for c in codes]},
+                         ensure_ascii=False))
+    return status
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,153 @@
+"""Frame sources: a camera, a video file or a folder of images, from one small registry.
+
+Every source hands out only its latest frame: a kiosk that falls behind skips frames
+instead of building a queue. `state` says what a shopper or IT should know.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Protocol
+
+import cv2
+import numpy as np
+
+log = logging.getLogger("kiosk.camera")
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
+
+
+class FrameSource(Protocol):
+    state: str  # "ok", "waiting" (nothing to show yet) or "lost"
+
+    def read(self) -> np.ndarray | None: ...
+
+    def close(self) -> None: ...
+
+
+class FolderSource:
+    """The newest image in a folder: the demo's simulated camera (`python -m demo show` drops images here)."""
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.state = "waiting"
+        self._cached: tuple[tuple[str, int], np.ndarray] | None = None
+
+    def read(self) -> np.ndarray | None:
+        try:
+            images = [p for p in self.folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
+            newest = max(images, key=lambda p: p.stat().st_mtime_ns, default=None)
+            if newest is None:
+                self.state = "waiting"
+                return None
+            key = (newest.name, newest.stat().st_mtime_ns)
+        except OSError:  # an image removed between listing and stat
+            return None
+        if self._cached is None or self._cached[0] != key:
+            frame = cv2.imread(str(newest), cv2.IMREAD_COLOR)
+            if frame is None:
+                return None  # still being written; next read will see it whole
+            self._cached = (key, frame)
+        self.state = "ok"
+        return self._cached[1]
+
+    def close(self) -> None:
+        self._cached = None
+
+
+class VideoSource:
+    """A video file played in a loop at its own frame rate (for tests and demos)."""
+
+    def __init__(self, path: str | Path):
+        self.path = str(path)
+        self._capture = cv2.VideoCapture(self.path)
+        if not self._capture.isOpened():
+            raise ValueError(f"cannot open video {self.path}")
+        self._interval = 1.0 / (self._capture.get(cv2.CAP_PROP_FPS) or 10.0)
+        self._next = time.monotonic()
+        self._frame: np.ndarray | None = None
+        self.state = "ok"
+
+    def read(self) -> np.ndarray | None:
+        now = time.monotonic()
+        if self._frame is None or now >= self._next:
+            ok, frame = self._capture.read()
+            if not ok:  # end of file: start over
+                self._capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
+                ok, frame = self._capture.read()
+            self._frame = frame if ok else None
+            self._next = now + self._interval
+        return self._frame
+
+    def close(self) -> None:
+        self._capture.release()
+
+
+class CameraSource:
+    """An OpenCV camera read by its own thread that keeps only the newest frame; reopens with backoff when lost."""
+
+    def __init__(self, index: int, *, width: int = 640, height: int = 480,
+                 opener: Callable[[int], "cv2.VideoCapture"] = cv2.VideoCapture):
+        self.index, self.width, self.height = index, width, height
+        self._opener = opener
+        self._latest: np.ndarray | None = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self.state = "waiting"
+        self._thread = threading.Thread(target=self._grab_forever, name="camera", daemon=True)
+        self._thread.start()
+
+    def _open(self):
+        capture = self._opener(self.index)
+        capture.set(cv2.CAP_PROP_FRAME_WIDTH, self.width)
+        capture.set(cv2.CAP_PROP_FRAME_HEIGHT, self.height)
+        capture.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # V4L2 keeps ~4 frames otherwise: that is lag
+        return capture
+
+    def _grab_forever(self) -> None:
+        delay = 0.5
+        while not self._stop.is_set():
+            capture = self._open()
+            while not self._stop.is_set() and capture.isOpened():
+                ok, frame = capture.read()
+                if not ok:
+                    break
+                with self._lock:
+                    self._latest = frame
+                self.state, delay = "ok", 0.5
+            capture.release()
+            if self._stop.is_set():
+                return
+            if self.state != "lost":
+                log.warning("camera lost; reopening with backoff", extra={"camera": self.index})
+            self.state = "lost"
+            with self._lock:
+                self._latest = None
+            self._stop.wait(delay)
+            delay = min(delay * 2, 10.0)
+
+    def read(self) -> np.ndarray | None:
+        with self._lock:
+            return self._latest
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+
+
+def open_source(spec: str, *, width: int = 640, height: int = 480) -> FrameSource:
+    """`camera:0`, `video:/path/clip.mp4` or `folder:/path/dir`."""
+    kind, _, target = spec.partition(":")
+    if kind == "camera":
+        if not target.isdigit():
+            raise ValueError(f"camera source needs an index, e.g. camera:0 (got {spec!r})")
+        return CameraSource(int(target), width=width, height=height)
+    if kind == "video":
+        return VideoSource(target)
+    if kind == "folder":
+        return FolderSource(target)
+    raise ValueError(f"unknown frame source {spec!r}: use camera:INDEX, video:PATH or folder:PATH")

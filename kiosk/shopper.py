@@ -1,0 +1,139 @@
+"""What a scan means for the shopper in front of the kiosk: sessions, member check-in, products, rejections.
+
+Every outcome is appended to the outbox (durably) before the screen shows it, so no result a
+shopper saw can be lost. The screen gets only what a passer-by may see: a member's first
+name, tier and points, never more.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+from edge_agent.outbox import Outbox
+from kiosk.decode import Code
+from protocol.codes import MemberCandidate, Product, Unrecognised, classify
+from protocol.tokens import KeySet, MemberClaims, verify_member_token
+
+log = logging.getLogger("kiosk")
+
+# What the shopper reads for each kind of refusal: friendly, never blaming.
+FRIENDLY = {
+    "expired": "That member code has expired. Open the app again to refresh it.",
+    "not_yet_valid": "Your phone's clock seems off. Please check it, or ask a colleague.",
+    "replayed": "That member code was already used. Open the app to get a fresh one.",
+    "foreign_url": "That link isn't one of ours. Try a product barcode or your member QR.",
+    "bad_check_digit": "We couldn't read that barcode cleanly. Please try again.",
+}
+FRIENDLY_DEFAULT = "That code isn't one we know. Try a product barcode or your member QR."
+TOKEN_REJECTION_DEFAULT = "We couldn't check that member code. Please ask a colleague."
+
+
+@dataclass
+class ShopperSession:
+    id: str
+    started: float
+    last_activity: float
+
+
+class Shopper:
+    """Turns decoded codes into events and screens. Thread-safe: the scan loop and the page both call it."""
+
+    def __init__(self, *, outbox: Outbox, keys: KeySet, screen: Callable[[dict[str, Any]], None],
+                 idle_timeout_s: float = 30.0, issuer: str | None = None, leeway_s: int = 30,
+                 wall_clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
+        self.outbox = outbox
+        self.keys = keys
+        self.screen = screen
+        self.idle_timeout_s = idle_timeout_s
+        self.issuer = issuer or None
+        self.leeway_s = leeway_s
+        self._wall_clock = wall_clock
+        self._lock = threading.RLock()
+        self.session: ShopperSession | None = None
+        self._used_app_tokens: dict[str, tuple[str, int]] = {}  # jti → (session id, exp)
+        self.counters = {"scans": 0, "members": 0, "products": 0, "rejected": 0, "sessions": 0}
+
+    def scan(self, code: Code, now: float) -> dict[str, Any]:
+        """Handle one (already debounced) code; returns the screen shown."""
+        with self._lock:
+            self.counters["scans"] += 1
+            result = classify(code.symbology, code.text)
+            if isinstance(result, MemberCandidate):
+                return self._member(result.token, code, now)
+            if isinstance(result, Product):
+                return self._product(result, now)
+            return self._reject(result.reason, "code", code.symbology, now)
+
+    def _member(self, token: str, code: Code, now: float) -> dict[str, Any]:
+        wall = self._wall_clock()
+        claims = verify_member_token(token, self.keys, now=wall, issuer=self.issuer, leeway_s=self.leeway_s)
+        if not isinstance(claims, MemberClaims):
+            return self._reject(claims.reason, "member_token", code.symbology, now)
+        self._forget_expired_tokens(wall.timestamp())
+        if claims.typ == "app":
+            used = self._used_app_tokens.get(claims.jti)
+            if used and (self.session is None or used[0] != self.session.id):
+                return self._reject("replayed", "member_token", code.symbology, now)
+        session = self._ensure_session(now)
+        if claims.typ == "app":
+            self._used_app_tokens[claims.jti] = (session.id, claims.exp)
+        self.outbox.append("scan.member", {"session": session.id, "member": claims.member, "jti": claims.jti,
+                                           "typ": claims.typ})
+        self.counters["members"] += 1
+        log.info("member checked in", extra={"session": session.id, "typ": claims.typ})
+        return self._show({"view": "member", "first_name": claims.given_name, "tier": claims.tier,
+                           "points": claims.points})
+
+    def _product(self, product: Product, now: float) -> dict[str, Any]:
+        session = self._ensure_session(now)
+        self.outbox.append("scan.product", {"session": session.id, "gtin": product.gtin, "source": product.source})
+        self.counters["products"] += 1
+        return self._show({"view": "product", "gtin": product.gtin, "name": None, "price": None, "currency": None})
+
+    def _reject(self, reason: str, kind: str, symbology: str, now: float) -> dict[str, Any]:
+        # The reason and the kind of code, never the payload: it may be someone's personal data.
+        data = {"reason": reason, "kind": kind, "symbology": symbology}
+        if self.session:
+            data["session"] = self.session.id
+            self.session.last_activity = now
+        self.outbox.append("scan.rejected", data)
+        self.counters["rejected"] += 1
+        log.info("scan rejected", extra=data)
+        default = TOKEN_REJECTION_DEFAULT if kind == "member_token" else FRIENDLY_DEFAULT
+        return self._show({"view": "rejected", "message": FRIENDLY.get(reason, default)})
+
+    def _ensure_session(self, now: float) -> ShopperSession:
+        if self.session is None:
+            self.session = ShopperSession(id=str(uuid.uuid4()), started=now, last_activity=now)
+            self.outbox.append("session.started", {"session": self.session.id})
+            self.counters["sessions"] += 1
+        self.session.last_activity = now
+        return self.session
+
+    def end_session(self, reason: str) -> None:
+        """`done` (the shopper tapped Done) or `idle`; the screen forgets everything."""
+        with self._lock:
+            if self.session is not None:
+                self.outbox.append("session.ended", {"session": self.session.id, "reason": reason})
+                log.info("session ended", extra={"session": self.session.id, "reason": reason})
+                self.session = None
+            self._show({"view": "idle"})
+
+    def tick(self, now: float) -> None:
+        """Called by the scan loop: ends a session nobody touched for the idle timeout."""
+        with self._lock:
+            if self.session and now - self.session.last_activity > self.idle_timeout_s:
+                self.end_session("idle")
+
+    def _forget_expired_tokens(self, wall_ts: float) -> None:
+        for jti in [j for j, (_, exp) in self._used_app_tokens.items() if exp + self.leeway_s < wall_ts]:
+            del self._used_app_tokens[jti]
+
+    def _show(self, view: dict[str, Any]) -> dict[str, Any]:
+        self.screen(view)
+        return view

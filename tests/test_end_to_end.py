@@ -1,0 +1,131 @@
+"""A whole demo store as real processes: a member QR shown to a kiosk camera reaches a signed-in staff tablet."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+import requests
+import socketio
+
+from conftest import wait_for
+from demo.store import DemoStore
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    store = DemoStore(tmp_path_factory.mktemp("store"), hub_port=0, online_port=0, broker_port=0,
+                      kiosk_ports={"s001-k01": 0, "s001-k02": 0}, scan_fps=10)
+    store.start()
+    yield store
+    store.stop()
+
+
+def signed_in(store: DemoStore, username="demo", password="demo") -> requests.Session:
+    http = requests.Session()
+    page = http.get(store.hub_url + "login", timeout=5)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+    response = http.post(store.hub_url + "login", data={"username": username, "password": password,
+                                                        "csrf_token": token}, timeout=5, allow_redirects=False)
+    assert response.status_code == 302, response.text
+    return http
+
+
+def staff_socket(store: DemoStore, http: requests.Session | None):
+    arrivals: list[dict] = []
+    client = socketio.Client(reconnection=False)
+    client.on("arrival", arrivals.append, namespace="/staff")
+    cookie = "; ".join(f"{c.name}={c.value}" for c in http.cookies) if http else ""
+    client.connect(store.hub_url, namespaces=["/staff"], headers={"Cookie": cookie} if cookie else {},
+                   transports=["websocket"], wait_timeout=5)
+    return client, arrivals
+
+
+def demo_cli(store: DemoStore, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "demo", "--state", str(store.root), *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_member_qr_at_kiosk_reaches_signed_in_staff_with_online_history(store, tmp_path):
+    client, arrivals = staff_socket(store, signed_in(store))
+    try:
+        qr = tmp_path / "jane.png"
+        assert demo_cli(store, "member-qr", "M0001", "--out", str(qr)).returncode == 0
+        shown = demo_cli(store, "show", "--kiosk", "s001-k01", "--seconds", "2", str(qr))
+        assert shown.returncode == 0, shown.stderr
+        wait_for(lambda: arrivals, timeout=30, what="an arrival on the staff socket")
+    finally:
+        client.disconnect()
+    card = arrivals[0]
+    assert card["kiosk"] == "s001-k01" and card["late"] is False and card["consent"] is True
+    assert card["customer"]["id"] == "M0001"
+    assert (card["customer"]["first_name"], card["customer"]["last_name"]) == ("Jane", "Cooper")
+    assert card["customer"]["tier"] == "Gold" and card["customer"]["points"] > 0
+    pickup = [o for o in card["orders"] if o["ready_here"]]
+    assert [o["number"] for o in pickup] == ["#1043"] and len(pickup[0]["items"]) == 2
+    assert card["flags"][0]["kind"] == "pickup" and "#1043" in card["flags"][0]["text"]
+    assert card["wishlist"] and card["cart"]["items"] and card["recently_viewed"]
+    assert card["profile_source"] == "online"
+    assert len(arrivals) == 1, "holding the QR for two seconds must be one check-in"
+
+
+def test_staff_socket_is_refused_without_a_signed_in_session(store):
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        staff_socket(store, None)
+
+
+def test_staff_pages_and_api_require_sign_in(store):
+    anonymous = requests.Session()
+    assert anonymous.get(store.hub_url, timeout=5, allow_redirects=False).status_code == 302
+    assert anonymous.get(store.hub_url + "api/arrivals", timeout=5).status_code == 401
+
+
+def test_login_without_csrf_token_is_refused(store):
+    response = requests.post(store.hub_url + "login", data={"username": "demo", "password": "demo"}, timeout=5)
+    assert response.status_code == 400
+
+
+def test_wrong_password_is_refused_and_repeated_failures_lock_out(store):
+    http = requests.Session()
+    statuses = []
+    for _ in range(6):
+        page = http.get(store.hub_url + "login", timeout=5)
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+        statuses.append(http.post(store.hub_url + "login", timeout=5, data={
+            "username": "nobody", "password": "wrong", "csrf_token": token}).status_code)
+    assert statuses[:5] == [401] * 5 and statuses[5] == 429
+
+
+def test_an_expired_member_token_is_rejected_at_the_kiosk_and_never_reaches_staff(store, tmp_path):
+    from datetime import datetime, timedelta, timezone
+
+    from demo import seed
+    from demo.issuer import Issuer, qr_png
+    client, arrivals = staff_socket(store, signed_in(store))
+    try:
+        issuer = Issuer.load_or_create(store.issuer_key)
+        member = next(c for c in seed.build().customers if c["id"] == "M0003")
+        stale = issuer.mint(member, now=datetime.now(timezone.utc) - timedelta(minutes=10))
+        image = qr_png(stale, tmp_path / "stale.png")
+        assert demo_cli(store, "show", "--kiosk", "s001-k02", "--seconds", "1.5", str(image)).returncode == 0
+        hub_db = store.root / "hub" / "hub.db"
+        wait_for(lambda: _rejections(hub_db, "s001-k02"), timeout=30, what="the scan.rejected event at the hub")
+    finally:
+        client.disconnect()
+    assert _rejections(hub_db, "s001-k02") == [{"reason": "expired", "kind": "member_token", "symbology": "qr"}]
+    assert arrivals == []
+
+
+def _rejections(db_path: Path, device: str) -> list[dict]:
+    import json
+    import sqlite3
+    with sqlite3.connect(db_path) as conn:
+        rows = conn.execute("SELECT data FROM events WHERE type = 'scan.rejected' AND device = ?", [device]).fetchall()
+    return [{k: v for k, v in json.loads(r[0]).items() if k != "session"} for r in rows]
