@@ -102,7 +102,7 @@ def make_envelope(*, store: str, device: str, type: str, seq: int, data: dict[st
     envelope = Envelope(v=PROTOCOL_VERSION, id=event_id or uuid7(now), seq=seq, ts=format_ts(now),
                         store=store, device=device, type=type, data=data)
     problem = validate_fields(asdict(envelope))
-    if problem:
+    if problem is not None:
         raise ValueError(f"invalid envelope: {problem.reason}: {problem.detail}")
     return envelope
 
@@ -124,7 +124,7 @@ def parse_envelope(payload: bytes, *, topic_store: str | None = None,
     if not isinstance(obj, dict):
         return Rejection("not_an_object", f"top level is {type(obj).__name__}, not an object")
     problem = validate_fields(obj)
-    if problem:
+    if problem is not None:
         return problem
     if topic_store is not None and obj["store"] != topic_store:
         return Rejection("store_mismatch", f"envelope store {obj['store']!r} on topic of store {topic_store!r}")
@@ -159,7 +159,7 @@ def validate_fields(obj: dict[str, Any]) -> Rejection | None:
         if not ID_PATTERN.match(obj[name]):
             return Rejection("bad_field", f"{name} must be lower-case letters, digits and dashes")
     if obj["type"] not in EVENT_TYPES:
-        return Rejection("unknown_type", f"type {obj['type'][:40]!r} is not a v{PROTOCOL_VERSION} event type")
+        return Rejection("unknown_type", f"type ({len(obj['type'])} chars) is not a v{PROTOCOL_VERSION} event type")
     for name, kind in EVENT_TYPES[obj["type"]].items():
         if not _is(obj["data"].get(name), kind):
             return Rejection("bad_data", f"{obj['type']} needs data.{name} ({kind.__name__})")

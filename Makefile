@@ -1,0 +1,45 @@
+# Omnikiosk: `make demo` runs a whole store on this machine, `make test` passes every test.
+# Both install what is missing first (system packages with apt-get, then a .venv), and
+# nothing twice: the venv is rebuilt only when pyproject.toml changes.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT    := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
+
+.PHONY: help demo test deps system-deps bench clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
+
+demo: deps  ## run a whole store: broker, online store, hub, two kiosks with edge agents
+	$(PY) -m demo run
+
+test: deps  ## install what is missing, then run every test
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: deps  ## run the benchmarks (prints tables and a JSON line each)
+	$(PY) bench/ingest.py
+
+deps: system-deps $(STAMP)  ## install system packages and the venv when missing
+
+system-deps:
+	@missing=""; \
+	command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing="$$missing mosquitto"; \
+	ldconfig -p 2>/dev/null | grep -q 'libzbar\.so\.0' || missing="$$missing libzbar0"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing system packages:$$missing"; \
+	  $(APT) update -qq && $(APT) install -y -qq --no-install-recommends $$missing; \
+	fi
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (found " + sys.version.split()[0] + ")")'
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -e '.[test]'
+	@touch $(STAMP)
+
+clean:  ## remove the venv and the demo's files
+	rm -rf $(VENV) var .pytest_cache

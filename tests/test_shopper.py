@@ -1,0 +1,120 @@
+"""What a shopper's scans become: events in a real outbox file, and what the screen shows."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from demo.issuer import Issuer
+from edge_agent.outbox import Outbox, open_device_db
+from kiosk.decode import Code
+from kiosk.scanner import Debouncer
+from kiosk.shopper import Shopper
+from protocol.tokens import KeySet
+
+NOW = datetime(2026, 11, 22, 10, 0, tzinfo=timezone.utc)
+JANE = {"id": "M0001", "first_name": "Jane", "tier": "Gold", "points": 4088}
+
+
+@pytest.fixture
+def issuer():
+    return Issuer(Ed25519PrivateKey.generate())
+
+
+@pytest.fixture
+def kiosk(tmp_path, issuer):
+    outbox = Outbox(open_device_db(tmp_path / "outbox.db"), store="s001", device="s001-k01", clock=lambda: NOW)
+    screens: list[dict] = []
+    shopper = Shopper(outbox=outbox, keys=KeySet.from_jwks(issuer.jwks()), screen=screens.append,
+                      idle_timeout_s=30, wall_clock=lambda: NOW)
+    return shopper, outbox, screens
+
+
+def events(outbox):
+    return [(e.type, json.loads(e.body)["data"]) for e in outbox.peek(0, 100)]
+
+
+def test_member_scan_starts_a_session_and_shows_only_first_name_tier_points(kiosk, issuer):
+    shopper, outbox, screens = kiosk
+    shopper.scan(Code("qr", issuer.mint(JANE, now=NOW)), now=0.0)
+    (t1, started), (t2, member) = events(outbox)
+    assert (t1, t2) == ("session.started", "scan.member")
+    assert member["member"] == "M0001" and member["session"] == started["session"] and member["typ"] == "app"
+    assert screens[-1] == {"view": "member", "first_name": "Jane", "tier": "Gold", "points": 4088}
+
+
+def test_events_are_on_disk_before_the_screen_changes(kiosk, issuer, tmp_path):
+    shopper, outbox, screens = kiosk
+    seen_on_disk = []
+    shopper.screen = lambda view: seen_on_disk.append(
+        open_device_db(tmp_path / "outbox.db").execute("SELECT count(*) FROM outbox").fetchone()[0])
+    shopper.scan(Code("ean13", "4006381333931"), now=0.0)
+    assert seen_on_disk == [2]
+
+
+def test_product_scan_is_normalised_to_gtin14(kiosk):
+    shopper, outbox, screens = kiosk
+    shopper.scan(Code("ean13", "4006381333931"), now=0.0)
+    assert events(outbox)[-1] == ("scan.product", {"session": events(outbox)[0][1]["session"],
+                                                   "gtin": "04006381333931", "source": "ean13"})
+    assert screens[-1]["view"] == "product" and screens[-1]["gtin"] == "04006381333931"
+
+
+@pytest.mark.parametrize("code, reason, kind", [
+    (Code("qr", "https://evil.example/win-a-prize"), "foreign_url", "code"),
+    (Code("ean13", "4006381333932"), "bad_check_digit", "code"),
+    (Code("qr", "hello"), "unknown_format", "code"),
+])
+def test_rejected_codes_carry_the_reason_never_the_payload(kiosk, code, reason, kind):
+    shopper, outbox, screens = kiosk
+    shopper.scan(code, now=0.0)
+    (event_type, data), = events(outbox)
+    assert event_type == "scan.rejected" and data == {"reason": reason, "kind": kind, "symbology": code.symbology}
+    assert code.text not in json.dumps(events(outbox)) and screens[-1]["view"] == "rejected"
+
+
+def test_expired_token_is_rejected_with_a_friendly_message(kiosk, issuer):
+    shopper, outbox, screens = kiosk
+    shopper.scan(Code("qr", issuer.mint(JANE, now=NOW - timedelta(minutes=5))), now=0.0)
+    assert events(outbox) == [("scan.rejected", {"reason": "expired", "kind": "member_token", "symbology": "qr"})]
+    assert "expired" in screens[-1]["message"]
+
+
+def test_app_token_reused_after_its_session_ended_is_a_replay(kiosk, issuer):
+    shopper, outbox, screens = kiosk
+    token = issuer.mint(JANE, now=NOW)
+    shopper.scan(Code("qr", token), now=0.0)
+    shopper.end_session("done")
+    shopper.scan(Code("qr", token), now=10.0)
+    assert events(outbox)[-1][1]["reason"] == "replayed"
+
+
+def test_session_ends_after_idle_timeout_and_screen_forgets(kiosk):
+    shopper, outbox, screens = kiosk
+    shopper.scan(Code("ean13", "4006381333931"), now=0.0)
+    shopper.tick(now=29.0)
+    assert shopper.session is not None
+    shopper.tick(now=31.0)
+    assert shopper.session is None and screens[-1] == {"view": "idle"}
+    assert events(outbox)[-1][0] == "session.ended" and events(outbox)[-1][1]["reason"] == "idle"
+
+
+def test_seq_keeps_rising_across_restarts_even_when_the_outbox_was_emptied(tmp_path):
+    path = tmp_path / "outbox.db"
+    first = Outbox(open_device_db(path), store="s001", device="s001-k01")
+    for n in range(3):
+        first.append("session.started", {"session": str(n)})
+    first.delete([e.seq for e in first.peek()])
+    again = Outbox(open_device_db(path), store="s001", device="s001-k01")
+    assert again.append("session.started", {"session": "x"}).seq == 4
+
+
+def test_a_code_held_in_view_acts_once_and_again_after_it_left():
+    debouncer = Debouncer(window_s=3.0)
+    code = Code("qr", "x")
+    acted = [bool(debouncer.fresh([code], now=t / 10)) for t in range(0, 100)]  # held for 10 s at 10 fps
+    assert acted.count(True) == 1
+    assert debouncer.fresh([code], now=14.0) == [code]  # gone for 4 s, then shown again
