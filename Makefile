@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT    := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
 
-.PHONY: help demo test deps system-deps bench clean
+.PHONY: help demo test deps system-deps browser bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -17,7 +17,7 @@ help:  ## list the targets
 demo: deps  ## run a whole store: broker, online store, hub, two kiosks with edge agents
 	$(PY) -m demo run
 
-test: deps  ## install what is missing, then run every test
+test: deps browser  ## install what is missing, then run every test
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: deps  ## run the benchmarks (prints tables and a JSON line each)
@@ -33,6 +33,10 @@ system-deps:
 	  echo "installing system packages:$$missing"; \
 	  $(APT) update -qq && $(APT) install -y -qq --no-install-recommends $$missing; \
 	fi
+
+browser:  ## Chromium for the page tests (Debian's; test tools cannot download their own here)
+	@command -v chromium >/dev/null 2>&1 || { echo "installing chromium"; \
+	  $(APT) update -qq && $(APT) install -y -qq --no-install-recommends chromium; }
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (found " + sys.version.split()[0] + ")")'

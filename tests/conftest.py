@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Callable
@@ -9,8 +11,10 @@ from typing import Callable
 import pytest
 
 from demo.broker import Broker
+from demo.store import DemoStore
 from protocol.mqtt import BrokerLogin
 
+ROOT = Path(__file__).resolve().parents[1]
 STORE = "s001"
 DEVICES = ["s001-k01", "s001-k02"]
 
@@ -36,3 +40,18 @@ def wait_for(condition: Callable[[], object], timeout: float = 20.0, interval: f
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout} s waiting for {what or condition}")
+
+
+@pytest.fixture(scope="session")
+def store(tmp_path_factory):
+    """A whole demo store as real processes (the launcher behind `make demo`), shared by the slow tests."""
+    store = DemoStore(tmp_path_factory.mktemp("store"), hub_port=0, online_port=0, broker_port=0,
+                      kiosk_ports={"s001-k01": 0, "s001-k02": 0}, scan_fps=10)
+    store.start()
+    yield store
+    store.stop()
+
+
+def demo_cli(store: DemoStore, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "demo", "--state", str(store.root), *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 import threading
 
 import paho.mqtt.client as mqtt
@@ -147,15 +150,24 @@ def test_agent_announces_online_and_stopped_retained(broker, tmp_path):
 
 
 def test_agent_killed_uncleanly_is_marked_offline_by_its_will(broker, tmp_path):
+    """Power cut: the agent process dies with SIGKILL, sends no DISCONNECT, and its last will speaks."""
     hub_store, ingest = start_hub(broker, tmp_path)
-    outbox, agent = start_agent(broker, tmp_path)
-    wait_for(agent.connected.is_set, what="agent connected")
-    agent.client._sock.close()  # the network dies under the agent: no DISCONNECT is sent
-    agent._stop.set()
-    agent.client.loop_stop()
-    wait_for(lambda: {d["id"]: d for d in hub_store.devices()}[DEVICES[0]]["state"] == "offline",
-             timeout=30, what="offline from the last will")
-    ingest.stop()
+    config = tmp_path / "agent.toml"
+    config.write_text(f'store = "{STORE}"\ndevice = "{DEVICES[0]}"\n[mqtt]\nhost = "{broker.host}"\n'
+                      f'port = {broker.port}\nkeepalive_s = 5\n'
+                      f'password_file = "{broker.password_file_for(DEVICES[0])}"\n'
+                      f'[outbox]\npath = "{tmp_path / "outbox.db"}"\n')
+    agent = subprocess.Popen([sys.executable, "-m", "edge_agent", "--config", str(config)],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        state = lambda: {d["id"]: d for d in hub_store.devices()}.get(DEVICES[0], {}).get("state")  # noqa: E731
+        wait_for(lambda: state() == "online", what="online status")
+        agent.send_signal(signal.SIGKILL)
+        agent.wait(5)
+        wait_for(lambda: state() == "offline", timeout=30, what="offline from the last will")
+    finally:
+        agent.kill()
+        ingest.stop()
 
 
 def _raw_client(broker, user):

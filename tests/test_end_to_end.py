@@ -3,30 +3,14 @@
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
-import sys
-import threading
 from pathlib import Path
 
 import pytest
 import requests
 import socketio
 
-from conftest import wait_for
+from conftest import demo_cli, wait_for
 from demo.store import DemoStore
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    store = DemoStore(tmp_path_factory.mktemp("store"), hub_port=0, online_port=0, broker_port=0,
-                      kiosk_ports={"s001-k01": 0, "s001-k02": 0}, scan_fps=10)
-    store.start()
-    yield store
-    store.stop()
-
 
 def signed_in(store: DemoStore, username="demo", password="demo") -> requests.Session:
     http = requests.Session()
@@ -46,11 +30,6 @@ def staff_socket(store: DemoStore, http: requests.Session | None):
     client.connect(store.hub_url, namespaces=["/staff"], headers={"Cookie": cookie} if cookie else {},
                    transports=["websocket"], wait_timeout=5)
     return client, arrivals
-
-
-def demo_cli(store: DemoStore, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "demo", "--state", str(store.root), *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=60)
 
 
 def test_member_qr_at_kiosk_reaches_signed_in_staff_with_online_history(store, tmp_path):

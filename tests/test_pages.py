@@ -1,0 +1,49 @@
+"""The real pages in real (headless) Chromium: staff sign in and see a check-in arrive live; the kiosk greets the member."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from browser import Browser
+from conftest import demo_cli
+from demo import seed
+
+MEMBERS = [c for c in seed.build().customers if c["consent"]["clienteling"] and c["id"] not in ("M0001", "M0003")]
+
+
+@pytest.fixture
+def browser():
+    browser = Browser(1280, 800)
+    yield browser
+    browser.close()
+
+
+def test_staff_sign_in_then_a_check_in_appears_live_without_reload(store, browser, tmp_path):
+    member = MEMBERS[0]
+    browser.goto(store.hub_url)
+    assert browser.evaluate("location.pathname") == "/login"
+    browser.evaluate("""(() => { document.querySelector('[name=username]').value = 'demo';
+        document.querySelector('[name=password]').value = 'demo';
+        document.querySelector('form').submit(); })()""")
+    browser.wait_for("location.pathname === '/' && document.readyState === 'complete'")
+    marker = browser.evaluate("window.__omnikioskMarker = Math.random()")  # proves no reload happens
+    assert demo_cli(store, "checkin", member["id"], "--kiosk", "s001-k02").returncode == 0
+    name = f"{member['first_name']} {member['last_name']}"
+    browser.wait_for(f"document.body.innerText.includes({json.dumps(name)})", timeout=30)
+    assert browser.evaluate("window.__omnikioskMarker") == marker
+    assert "s001-k02" in browser.evaluate("document.body.innerText")
+    browser.screenshot(tmp_path / "staff.png")
+    assert not [e for e in browser.errors() if "Content Security Policy" in e or "Refused" in e], browser.errors()
+
+
+def test_kiosk_greets_a_member_by_first_name_only(store, browser):
+    member = MEMBERS[1]
+    browser.goto(store.kiosk_url("s001-k01"))
+    browser.wait_for("document.body.innerText.length > 0")
+    assert demo_cli(store, "checkin", member["id"], "--kiosk", "s001-k01").returncode == 0
+    browser.wait_for(f"document.body.innerText.includes({json.dumps(member['first_name'])})", timeout=30)
+    text = browser.evaluate("document.body.innerText")
+    assert member["last_name"] not in text and member["email"] not in text
+    assert not [e for e in browser.errors() if "Content Security Policy" in e], browser.errors()
