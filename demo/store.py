@@ -176,11 +176,12 @@ class DemoStore:
                     tail = (self.root / "logs" / f"{name}.log").read_text(errors="replace")[-2000:]
                     raise RuntimeError(f"{name} exited with {process.returncode}:\n{tail}")
             try:
-                if requests.get(pending[0], timeout=1).status_code == 200:
-                    pending.pop(0)
-                    continue
+                ready = requests.get(pending[0], timeout=1).status_code == 200
             except requests.RequestException:
-                pass
+                ready = False  # not listening yet
+            if ready:
+                pending.pop(0)
+                continue
             if time.monotonic() > deadline:
                 raise TimeoutError(f"not ready after {timeout} s: {pending[0]} (logs in {self.root / 'logs'})")
             time.sleep(0.1)

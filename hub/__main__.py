@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         hub.serve()
     except KeyboardInterrupt:
-        pass
+        log.info("%s stopping on a signal", "hub")
     finally:
         hub.stop()
         log.info("hub stopped")

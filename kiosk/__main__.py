@@ -105,7 +105,7 @@ def run_kiosk(config, keys) -> None:
         socketio.run(app, host="127.0.0.1", port=config["web.port"], allow_unsafe_werkzeug=True,
                      log_output=False, use_reloader=False)
     except KeyboardInterrupt:
-        pass
+        log.info("%s stopping on a signal", "kiosk")
     finally:
         loop.stop()
         log.info("kiosk stopped")

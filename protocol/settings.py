@@ -50,13 +50,6 @@ class Config(Mapping[str, Any]):
     def __len__(self) -> int:
         return len(self._values)
 
-    def replace(self, changes: Mapping[str, Any]) -> "Config":
-        """A copy with some dotted keys changed (tests and the demo launcher use it)."""
-        unknown = set(changes) - set(self._values)
-        if unknown:
-            raise KeyError(", ".join(sorted(unknown)))
-        return Config({**self._values, **changes}, self.source)
-
     def __repr__(self) -> str:
         return f"Config({self.source})"
 
