@@ -3,6 +3,12 @@
 Delivery rule: a row leaves the outbox only when the broker's PUBACK for it arrives with
 a success code. Anything in flight when the connection or the process dies is published
 again; the hub keeps one copy per event id.
+
+A PUBACK only means the broker has the event; it reaches the hub only if the hub's
+persistent session exists there to queue it. So the agent drains only after it has seen
+the hub's retained status on this broker: the hub publishes it right after subscribing,
+so a status proves the session (a fresh store whose hub never connected yet, or a broker
+that lost its data, would otherwise acknowledge events into the void).
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import paho.mqtt.client as mqtt
 
 from edge_agent.outbox import Outbox
 from protocol.mqtt import BrokerLogin, build_client, connect
-from protocol.presence import status_payload
+from protocol.presence import parse_status, status_payload
 from protocol.topics import Topics
 
 log = logging.getLogger("edge_agent")
@@ -46,7 +52,9 @@ class EdgeAgent:
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_publish = self._on_publish
+        self.client.on_message = self._on_message
         self.connected = threading.Event()
+        self.hub_seen = threading.Event()
         self._acks: "queue.Queue[tuple[int, bool, str]]" = queue.Queue()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -61,6 +69,7 @@ class EdgeAgent:
             log.error("broker refused connection", extra={"reason": str(reason_code)})
             return
         self.counters["connects"] += 1
+        client.subscribe(self.topics.hub_status, qos=1)
         # Re-announce on every connect, not only at start: a broker restart forgets non-retained state.
         client.publish(self.topics.status(self.device),
                        status_payload("online", session=self.session, version=self.version, now=self._clock()),
@@ -75,6 +84,12 @@ class EdgeAgent:
         self.counters["disconnects"] += 1
         if not self._stop.is_set():
             log.warning("disconnected from broker; paho reconnects with backoff", extra={"reason": str(reason_code)})
+
+    def _on_message(self, client, userdata, message):
+        if message.topic == self.topics.hub_status and parse_status(message.payload) and not self.hub_seen.is_set():
+            log.info("hub session seen on the broker; draining the outbox")
+            self.hub_seen.set()
+            self._wake.set()
 
     def _on_publish(self, client, userdata, mid, reason_code, properties):
         self._acks.put((mid, not reason_code.is_failure, str(reason_code)))
@@ -100,7 +115,7 @@ class EdgeAgent:
 
     def drain_once(self) -> None:
         self._settle_acks()
-        if not self.connected.is_set() or len(self._inflight) >= self.window:
+        if not (self.connected.is_set() and self.hub_seen.is_set()) or len(self._inflight) >= self.window:
             return
         in_flight_seqs = set(self._inflight.values())
         for event in self.outbox.peek(self._handed, self.window - len(self._inflight)):

@@ -7,11 +7,13 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 
 import paho.mqtt.client as mqtt
 import pytest
 
 from conftest import DEVICES, STORE, login_for, wait_for
+from demo.broker import free_port
 from edge_agent.agent import EdgeAgent
 from edge_agent.outbox import Outbox, open_device_db
 from hub.ingest import Ingest
@@ -192,3 +194,64 @@ def _read_retained(broker, topic):
     wait_for(lambda: got, what=f"retained message on {topic}")
     client.loop_stop()
     return got[0]
+
+
+def test_hub_killed_mid_ingest_loses_nothing_and_stores_nothing_twice(broker, tmp_path):
+    """SIGKILL the hub process while events stream in: unacknowledged ones are redelivered by the broker,
+    committed ones are not stored again."""
+    (tmp_path / "api_key").write_text("unused-by-this-test\n")
+    config = tmp_path / "hub.toml"
+    config.write_text(f'store = "{STORE}"\ndemo = true\n[mqtt]\nhost = "{broker.host}"\nport = {broker.port}\n'
+                      f'password_file = "{broker.password_file_for(broker.hub_user)}"\n'
+                      f'[db]\npath = "{tmp_path / "hub.db"}"\n[web]\nport = {free_port()}\n'
+                      f'[online]\nbase_url = "http://127.0.0.1:9"\napi_key_file = "{tmp_path / "api_key"}"\n')
+
+    log = open(tmp_path / "hub.log", "ab")
+
+    def start_hub_process():
+        return subprocess.Popen([sys.executable, "-m", "hub", "run", "--config", str(config)],
+                                stdout=log, stderr=subprocess.STDOUT)
+
+    def stored() -> int:
+        import sqlite3
+        try:
+            with sqlite3.connect(tmp_path / "hub.db", timeout=10) as conn:
+                return conn.execute("SELECT count(*) FROM events").fetchone()[0]
+        except sqlite3.OperationalError:
+            return 0  # not created yet
+
+    hub = start_hub_process()
+    outbox, agent = start_agent(broker, tmp_path, window=100)
+    try:
+        wait_for(lambda: stored() >= 0 and (tmp_path / "hub.db").exists(), what="hub database")
+        ids = [outbox.append("scan.product", {"session": "s", "gtin": f"{n:014d}", "source": "ean13"}).id
+               for n in range(3000)]
+        wait_for(lambda: stored() > 300, timeout=60, what="ingest under way")
+        hub.send_signal(signal.SIGKILL)
+        hub.wait(10)
+        partial = stored()
+        hub = start_hub_process()
+        wait_for(lambda: stored() == 3000, timeout=120, what="every event after the hub restarted")
+        wait_for(agent.idle, what="outbox drained")
+    finally:
+        hub.kill()
+        agent.stop()
+    import sqlite3
+    with sqlite3.connect(tmp_path / "hub.db") as conn:
+        got = [r[0] for r in conn.execute("SELECT id FROM events ORDER BY seq").fetchall()]
+    assert got == ids, f"killed at {partial} stored"
+
+
+def test_events_scanned_before_the_hub_ever_connected_wait_in_the_outbox_then_arrive(broker, tmp_path):
+    """A broker acknowledges events nobody has subscribed to yet and drops them: so the agent holds them
+    until the hub's retained status proves its session exists."""
+    outbox, agent = start_agent(broker, tmp_path)
+    wait_for(agent.connected.is_set, what="agent connected")
+    ids = [outbox.append("session.started", {"session": f"s-{n}"}).id for n in range(100)]
+    time.sleep(1.0)  # ample time to have drained, had it been allowed to
+    assert outbox.stats()["depth"] == 100 and not agent.hub_seen.is_set()
+    hub_store, ingest = start_hub(broker, tmp_path)
+    wait_for(lambda: hub_store.count_events() == 100, what="events after the hub first connected")
+    assert sorted(r[0] for r in hub_store.db.execute("SELECT id FROM events").fetchall()) == sorted(ids)
+    agent.stop()
+    ingest.stop()
