@@ -80,8 +80,11 @@ def run_kiosk(config, keys) -> None:
         elif screen.current.get("view") == "unavailable":
             screen.show({"view": "idle"})
 
-    loop = ScanLoop(source, shopper, fps=config["scan.fps"], debounce_s=config["scan.debounce_s"],
-                    symbologies=config["scan.symbologies"], on_camera_state=camera_state)
+    from kiosk.decode import decode
+    symbologies = tuple(config["scan.symbologies"])
+    loop = ScanLoop(source, shopper, decoder=lambda frame: decode(frame, symbologies), fps=config["scan.fps"],
+                    debounce_s=config["scan.debounce_s"], confirm_window_s=config["scan.confirm_window_s"],
+                    on_camera_state=camera_state)
 
     def health():
         return {"camera": loop.stats["camera"], "outbox_depth": outbox.stats()["depth"],

@@ -19,6 +19,7 @@ SETTINGS = [
     Setting("camera.height", 480, "camera capture height in pixels", minimum=120),
     Setting("scan.fps", 10.0, "frames decoded per second at most", minimum=0.5),
     Setting("scan.debounce_s", 3.0, "the same code again within this many seconds is the same scan", minimum=0),
+    Setting("scan.confirm_window_s", 1.0, "a barcode acts once read twice within this many seconds", minimum=0.05),
     Setting("scan.symbologies", list(SYMBOLOGIES), "barcode types to read (fewer is faster)"),
     Setting("session.idle_timeout_s", 30.0, "a shopper session ends after this long without a scan", minimum=3),
     Setting("tokens.jwks_file", None, "the online store's public keys (JWKS) for member tokens", kind=str),

@@ -5,25 +5,27 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 from kiosk.camera import FrameSource
-from kiosk.decode import Code, decode
-from kiosk.scanner import Debouncer
+from kiosk.decode import Code
+from kiosk.scanner import Scanner
 from kiosk.shopper import Shopper
+
+Decoder = Callable[[object], list[Code]]
 
 log = logging.getLogger("kiosk.loop")
 
 
 class ScanLoop:
-    def __init__(self, source: FrameSource, shopper: Shopper, *, fps: float, debounce_s: float,
-                 symbologies: Iterable[str], on_camera_state: Callable[[str], None] = lambda state: None,
+    def __init__(self, source: FrameSource, shopper: Shopper, *, decoder: Decoder, fps: float, debounce_s: float,
+                 confirm_window_s: float = 1.0, on_camera_state: Callable[[str], None] = lambda state: None,
                  clock: Callable[[], float] = time.monotonic):
         self.source = source
         self.shopper = shopper
+        self.decoder = decoder
         self.interval = 1.0 / fps
-        self.debouncer = Debouncer(debounce_s)
-        self.symbologies = tuple(symbologies)
+        self.scanner = Scanner(debounce_s=debounce_s, confirm_window_s=confirm_window_s)
         self.on_camera_state = on_camera_state
         self._clock = clock
         self._stop = threading.Event()
@@ -41,10 +43,10 @@ class ScanLoop:
         fresh: list[Code] = []
         if frame is not None:
             started = time.perf_counter()
-            codes = decode(frame, self.symbologies)
+            codes = self.decoder(frame)
             self.stats["decode_ms"] = round((time.perf_counter() - started) * 1000, 2)
             self.stats["frames"] += 1
-            fresh = self.debouncer.fresh(codes, now)
+            fresh = self.scanner.scans(codes, now)
             for code in fresh:
                 self.shopper.scan(code, now)
         self.shopper.tick(now)

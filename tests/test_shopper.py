@@ -118,3 +118,18 @@ def test_a_code_held_in_view_acts_once_and_again_after_it_left():
     acted = [bool(debouncer.fresh([code], now=t / 10)) for t in range(0, 100)]  # held for 10 s at 10 fps
     assert acted.count(True) == 1
     assert debouncer.fresh([code], now=14.0) == [code]  # gone for 4 s, then shown again
+
+
+def test_a_barcode_read_in_one_frame_only_is_not_a_scan_but_two_frames_are():
+    from kiosk.scanner import Scanner
+    scanner = Scanner(debounce_s=3.0, confirm_window_s=1.0)
+    ean, misread = Code("ean13", "4006381333931"), Code("ean13", "4006381333924")
+    assert scanner.scans([ean, misread], now=0.0) == []
+    assert scanner.scans([ean], now=0.1) == [ean]
+    assert scanner.scans([misread], now=2.0) == []  # the one-off misread came back too late to confirm
+
+
+def test_a_member_qr_acts_on_the_first_frame():
+    from kiosk.scanner import Scanner
+    qr = Code("qr", "eyJhbGciOiJFZERTQSJ9.e30.sig")
+    assert Scanner(debounce_s=3.0, confirm_window_s=1.0).scans([qr], now=0.0) == [qr]
