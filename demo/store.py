@@ -110,13 +110,23 @@ class DemoStore:
         if hub_store.staff(DEMO_STAFF[0]) is None:
             hub_store.add_staff(DEMO_STAFF[0], hash_password(DEMO_STAFF[1]), "manager", STORE)
         hub_store.db.conn.close()
+        from demo import seed
+        from demo.catalog_feed import catalog_feed
+        from edge_agent.catalog import CatalogCache
+        from edge_agent.outbox import open_device_db
+        feed = catalog_feed(seed.build())
         for device in self.kiosks:
             folder = self.kiosk_dir(device)
             self.camera_dir(device).mkdir(parents=True, exist_ok=True)
             outbox = str(folder / "outbox.db")
+            # The agent keeps catalog.db in sync with the hub (a later issue); the demo seeds it.
+            catalog_db = open_device_db(folder / "catalog.db")
+            CatalogCache(catalog_db).replace_all(**feed)
+            catalog_db.conn.close()
             self._write_toml(folder / "kiosk.toml", {
                 "store": STORE, "device": device,
                 "outbox": {"path": outbox},
+                "catalog": {"path": str(folder / "catalog.db")},
                 "camera": {"source": f"folder:{self.camera_dir(device)}"},
                 "scan": {"fps": self.scan_fps},
                 "tokens": {"jwks_file": str(self.jwks_file), "issuer": issuer.issuer},

@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import sys
+import time
 from pathlib import Path
 
 from protocol import jsonlog
@@ -62,15 +63,20 @@ def load_keys(path: str):
 
 
 def run_kiosk(config, keys) -> None:
+    from edge_agent.catalog import CatalogCache
     from edge_agent.outbox import Outbox, open_device_db
     from kiosk.camera import open_source
     from kiosk.loop import ScanLoop
     from kiosk.shopper import Shopper
+    from kiosk.hub_requests import HubRequests
     from kiosk.web import Screen, create_app
 
     outbox = Outbox(open_device_db(config["outbox.path"]), store=config["store"], device=config["device"])
+    catalog = CatalogCache(open_device_db(config["catalog.path"]))
     screen = Screen()
-    shopper = Shopper(outbox=outbox, keys=keys, screen=screen.show, idle_timeout_s=config["session.idle_timeout_s"],
+    shopper = Shopper(outbox=outbox, keys=keys, screen=screen.show, notice=screen.notice, catalog=catalog,
+                      hub=HubRequests(config["agent.url"], timeout_s=config["agent.timeout_s"]),
+                      store=config["store"], idle_timeout_s=config["session.idle_timeout_s"],
                       issuer=config["tokens.issuer"], leeway_s=config["tokens.leeway_s"])
     source = open_source(config["camera.source"], width=config["camera.width"], height=config["camera.height"])
 
@@ -88,6 +94,7 @@ def run_kiosk(config, keys) -> None:
 
     def health():
         return {"camera": loop.stats["camera"], "outbox_depth": outbox.stats()["depth"],
+                "catalog_version": catalog.version,
                 "session_active": shopper.session is not None}
 
     def metrics():
@@ -98,6 +105,8 @@ def run_kiosk(config, keys) -> None:
         return "\n".join(rows) + "\n"
 
     app, socketio = create_app(config, screen=screen, on_done=lambda: shopper.end_session("done"),
+                               on_assist=lambda gtin: shopper.request_assistance(gtin, time.monotonic()),
+                               on_send_to_cart=lambda gtin: shopper.send_to_cart(gtin, time.monotonic()),
                                health=health, metrics=metrics)
     loop.start()
     url = f"http://127.0.0.1:{config['web.port']}/"

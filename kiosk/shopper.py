@@ -7,6 +7,7 @@ name, tier and points, never more.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import uuid
@@ -14,8 +15,12 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable
 
+import segno
+
+from edge_agent.catalog import CatalogCache
 from edge_agent.outbox import Outbox
 from kiosk.decode import Code
+from kiosk.hub_requests import TILL_FALLBACK, HubRequests
 from protocol.codes import MemberCandidate, Product, Unrecognised, classify
 from protocol.tokens import KeySet, MemberClaims, verify_member_token
 
@@ -38,15 +43,33 @@ class ShopperSession:
     id: str
     started: float
     last_activity: float
+    member: MemberClaims | None = None  # who checked in, if anyone: offers and "send to my cart" need it
+
+
+@functools.lru_cache(maxsize=256)
+def qr_data_uri(text: str) -> str:
+    """A QR code as an SVG data URI the page can show under its CSP (img-src data:)."""
+    return segno.make_qr(text, error="m").svg_data_uri(scale=4, border=2)
+
+
+def _with_codes(offers: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    keep = ("id", "title", "text", "code")
+    return [{**{k: o.get(k) for k in keep}, "code_qr": qr_data_uri(str(o["code"]))} for o in offers if o.get("code")]
 
 
 class Shopper:
     """Turns decoded codes into events and screens. Thread-safe: the scan loop and the page both call it."""
 
     def __init__(self, *, outbox: Outbox, keys: KeySet, screen: Callable[[dict[str, Any]], None],
+                 catalog: CatalogCache | None = None, hub: HubRequests | None = None, store: str = "",
+                 notice: Callable[[str, str], None] = lambda kind, text: None,
                  idle_timeout_s: float = 30.0, issuer: str | None = None, leeway_s: int = 30,
                  wall_clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
         self.outbox = outbox
+        self.catalog = catalog
+        self.hub = hub
+        self.store = store or outbox.store
+        self.notice = notice
         self.keys = keys
         self.screen = screen
         self.idle_timeout_s = idle_timeout_s
@@ -56,7 +79,8 @@ class Shopper:
         self._lock = threading.RLock()
         self.session: ShopperSession | None = None
         self._used_app_tokens: dict[str, tuple[str, int]] = {}  # jti → (session id, exp)
-        self.counters = {"scans": 0, "members": 0, "products": 0, "rejected": 0, "sessions": 0}
+        self.counters = {"scans": 0, "members": 0, "products": 0, "unknown_products": 0, "rejected": 0,
+                         "sessions": 0, "assists": 0, "carts": 0}
 
     def scan(self, code: Code, now: float) -> dict[str, Any]:
         """Handle one (already debounced) code; returns the screen shown."""
@@ -82,18 +106,68 @@ class Shopper:
         session = self._ensure_session(now)
         if claims.typ == "app":
             self._used_app_tokens[claims.jti] = (session.id, claims.exp)
+        session.member = claims
         self.outbox.append("scan.member", {"session": session.id, "member": claims.member, "jti": claims.jti,
                                            "typ": claims.typ})
         self.counters["members"] += 1
         log.info("member checked in", extra={"session": session.id, "typ": claims.typ})
-        return self._show({"view": "member", "first_name": claims.given_name, "tier": claims.tier,
-                           "points": claims.points})
+        answer = self.hub.member_offers(claims.member) if self.hub else None
+        return self._show({
+            "view": "member", "first_name": claims.given_name, "tier": claims.tier, "points": claims.points,
+            "offers": _with_codes(answer.get("offers", [])) if answer else [],
+            "offers_note": None if answer else TILL_FALLBACK,
+            "wishlist_here": [{"name": w.get("name"), "location": w.get("location")}
+                              for w in (answer or {}).get("wishlist_here", [])][:4],
+        })
 
     def _product(self, product: Product, now: float) -> dict[str, Any]:
         session = self._ensure_session(now)
         self.outbox.append("scan.product", {"session": session.id, "gtin": product.gtin, "source": product.source})
         self.counters["products"] += 1
-        return self._show({"view": "product", "gtin": product.gtin, "name": None, "price": None, "currency": None})
+        details = self.catalog.product(product.gtin, self.store) if self.catalog else None
+        member = session.member
+        view: dict[str, Any] = {
+            "view": "product", "gtin": product.gtin, "known": details is not None,
+            "member": {"first_name": member.given_name, "tier": member.tier} if member else None,
+            "can_send_to_cart": member is not None and details is not None,
+        }
+        if details is None:
+            self.counters["unknown_products"] += 1
+            return self._show(view)
+        view.update({k: v for k, v in details.items() if k != "gtin"})
+        view["online_qr"] = qr_data_uri(details["online_url"]) if details.get("online_url") else None
+        view["member_offer"], view["offers_note"] = None, None
+        if member:
+            answer = self.hub.member_offers(member.member, product.gtin) if self.hub else None
+            offers = _with_codes(answer.get("offers", [])) if answer else []
+            view["member_offer"] = offers[0] if offers else None
+            view["offers_note"] = None if answer else TILL_FALLBACK
+        return self._show(view)
+
+    def request_assistance(self, gtin: str | None, now: float) -> None:
+        """The shopper tapped "Ask for help": staff get an `assist.requested` with the kiosk and product."""
+        with self._lock:
+            session = self._ensure_session(now)
+            data: dict[str, Any] = {"session": session.id}
+            if gtin:
+                data["gtin"] = gtin
+            if session.member:
+                data["member"] = session.member.member
+            self.outbox.append("assist.requested", data)
+            self.counters["assists"] += 1
+        self.notice("assist", "A colleague is on the way")
+
+    def send_to_cart(self, gtin: str, now: float) -> None:
+        """Only a checked-in member can send a product to their own online cart."""
+        with self._lock:
+            session = self.session
+            if session is None or session.member is None or not gtin.isdigit() or len(gtin) != 14:
+                self.notice("error", "Scan your member QR first to use your online cart")
+                return
+            session.last_activity = now
+            self.outbox.append("cart.sent", {"session": session.id, "gtin": gtin, "member": session.member.member})
+            self.counters["carts"] += 1
+        self.notice("cart", "Sent to your online cart")
 
     def _reject(self, reason: str, kind: str, symbology: str, now: float) -> dict[str, Any]:
         # The reason and the kind of code, never the payload: it may be someone's personal data.

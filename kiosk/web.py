@@ -25,8 +25,15 @@ class Screen:
         if self.socketio is not None:
             self.socketio.emit("screen", view)
 
+    def notice(self, kind: str, text: str) -> None:
+        """A short message over the current view ("A colleague is on the way")."""
+        if self.socketio is not None:
+            self.socketio.emit("notice", {"kind": kind, "text": text})
+
 
 def create_app(config: Config, *, screen: Screen, on_done: Callable[[], None],
+               on_assist: Callable[[str | None], None] = lambda gtin: None,
+               on_send_to_cart: Callable[[str], None] = lambda gtin: None,
                health: Callable[[], dict[str, Any]] = lambda: {},
                metrics: Callable[[], str] = lambda: "") -> tuple[Flask, SocketIO]:
     app = Flask(__name__)
@@ -63,5 +70,16 @@ def create_app(config: Config, *, screen: Screen, on_done: Callable[[], None],
     @socketio.on("done")
     def done(*_):
         on_done()
+
+    @socketio.on("assist")
+    def assist(data=None):
+        gtin = data.get("gtin") if isinstance(data, dict) else None
+        on_assist(gtin if isinstance(gtin, str) and gtin.isdigit() and len(gtin) == 14 else None)
+
+    @socketio.on("send_to_cart")
+    def send_to_cart(data=None):
+        gtin = data.get("gtin") if isinstance(data, dict) else None
+        if isinstance(gtin, str):
+            on_send_to_cart(gtin)
 
     return app, socketio

@@ -43,7 +43,11 @@ def test_member_scan_starts_a_session_and_shows_only_first_name_tier_points(kios
     (t1, started), (t2, member) = events(outbox)
     assert (t1, t2) == ("session.started", "scan.member")
     assert member["member"] == "M0001" and member["session"] == started["session"] and member["typ"] == "app"
-    assert screens[-1] == {"view": "member", "first_name": "Jane", "tier": "Gold", "points": 4088}
+    view = screens[-1]
+    assert {k: view[k] for k in ("view", "first_name", "tier", "points")} == {
+        "view": "member", "first_name": "Jane", "tier": "Gold", "points": 4088}
+    # Nothing else about the member ever reaches the screen: only offers and what is in stock here.
+    assert set(view) == {"view", "first_name", "tier", "points", "offers", "offers_note", "wishlist_here"}
 
 
 def test_events_are_on_disk_before_the_screen_changes(kiosk, issuer, tmp_path):
@@ -133,3 +137,101 @@ def test_a_member_qr_acts_on_the_first_frame():
     from kiosk.scanner import Scanner
     qr = Code("qr", "eyJhbGciOiJFZERTQSJ9.e30.sig")
     assert Scanner(debounce_s=3.0, confirm_window_s=1.0).scans([qr], now=0.0) == [qr]
+
+
+@pytest.fixture
+def catalog(tmp_path):
+    from demo.catalog_feed import catalog_feed
+    from demo import seed
+    from edge_agent.catalog import CatalogCache
+    cache = CatalogCache(open_device_db(tmp_path / "catalog.db"))
+    feed = catalog_feed(seed.build())
+    cache.replace_all(**feed)
+    return cache, feed
+
+
+def shop_with_catalog(tmp_path, issuer, catalog, hub=None):
+    outbox = Outbox(open_device_db(tmp_path / "outbox2.db"), store="s001", device="s001-k01", clock=lambda: NOW)
+    screens, notices = [], []
+    shopper = Shopper(outbox=outbox, keys=KeySet.from_jwks(issuer.jwks()), screen=screens.append, catalog=catalog,
+                      hub=hub, notice=lambda kind, text: notices.append(kind), wall_clock=lambda: NOW)
+    return shopper, outbox, screens, notices
+
+
+def ean13_of(gtin14: str) -> str:
+    return gtin14[1:]
+
+
+def test_product_screen_comes_from_the_local_catalog_with_stock_here_and_nearby(tmp_path, issuer, catalog):
+    cache, feed = catalog
+    shopper, outbox, screens, _ = shop_with_catalog(tmp_path, issuer, cache)
+    product = next(p for p in feed["products"] if p["promotion"])
+    shopper.scan(Code("ean13", ean13_of(product["gtin"])), now=0.0)
+    view = screens[-1]
+    assert view["known"] and view["name"] == product["name"] and view["price"] == product["price"]
+    assert view["promotion"]["label"].startswith("-") and view["online_qr"].startswith("data:image/svg+xml")
+    assert set(view["stock"]) == {"here", "nearby", "online"} and view["member"] is None
+    assert view["can_send_to_cart"] is False
+
+
+def test_unknown_product_is_said_plainly_and_still_recorded(tmp_path, issuer, catalog):
+    shopper, outbox, screens, _ = shop_with_catalog(tmp_path, issuer, catalog[0])
+    shopper.scan(Code("ean13", "4006381333931"), now=0.0)
+    assert screens[-1]["known"] is False and events(outbox)[-1][0] == "scan.product"
+
+
+def test_member_without_hub_sees_offers_are_at_the_till(tmp_path, issuer, catalog):
+    from kiosk.hub_requests import HubRequests
+    unreachable = HubRequests("http://127.0.0.1:9", timeout_s=0.2)  # nothing listens on the discard port
+    shopper, outbox, screens, _ = shop_with_catalog(tmp_path, issuer, catalog[0], hub=unreachable)
+    shopper.scan(Code("qr", issuer.mint(JANE, now=NOW)), now=0.0)
+    assert screens[-1]["offers"] == [] and "till" in screens[-1]["offers_note"]
+    assert unreachable.counters["failed"] == 1
+
+
+def test_member_and_product_in_one_session_can_send_to_the_online_cart(tmp_path, issuer, catalog):
+    cache, feed = catalog
+    shopper, outbox, screens, notices = shop_with_catalog(tmp_path, issuer, cache)
+    gtin = feed["products"][0]["gtin"]
+    shopper.scan(Code("qr", issuer.mint(JANE, now=NOW)), now=0.0)
+    shopper.scan(Code("ean13", ean13_of(gtin)), now=1.0)
+    assert screens[-1]["can_send_to_cart"] and screens[-1]["member"] == {"first_name": "Jane", "tier": "Gold"}
+    shopper.send_to_cart(gtin, now=2.0)
+    shopper.request_assistance(gtin, now=3.0)
+    (t1, cart), (t2, assist) = events(outbox)[-2:]
+    assert (t1, cart["gtin"], cart["member"]) == ("cart.sent", gtin, "M0001")
+    assert (t2, assist["gtin"]) == ("assist.requested", gtin) and notices == ["cart", "assist"]
+
+
+def test_send_to_cart_without_a_member_is_refused(tmp_path, issuer, catalog):
+    shopper, outbox, screens, notices = shop_with_catalog(tmp_path, issuer, catalog[0])
+    shopper.send_to_cart("04006381333931", now=0.0)
+    assert events(outbox) == [] and notices == ["error"]
+
+
+def test_member_offers_from_the_hub_get_till_codes(tmp_path, issuer, catalog):
+    import threading
+    from flask import Flask, jsonify, request
+    from werkzeug.serving import make_server
+    from kiosk.hub_requests import HubRequests
+    app = Flask("agent-stand-in")
+    asked = []
+
+    @app.post("/v1/requests")
+    def answer():
+        asked.append(request.get_json())
+        return jsonify(ok=True, result={"offers": [{"id": "o1", "title": "10% off knitwear", "text": "Gold only",
+                                                    "code": "GOLD10"}],
+                                        "wishlist_here": [{"name": "Merino Cardigan", "location": "aisle 3"}]})
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        hub = HubRequests(f"http://127.0.0.1:{server.server_port}", timeout_s=2)
+        shopper, outbox, screens, _ = shop_with_catalog(tmp_path, issuer, catalog[0], hub=hub)
+        shopper.scan(Code("qr", issuer.mint(JANE, now=NOW)), now=0.0)
+    finally:
+        server.shutdown()
+    view = screens[-1]
+    assert view["offers"][0]["code"] == "GOLD10" and view["offers"][0]["code_qr"].startswith("data:image/svg")
+    assert view["offers_note"] is None and view["wishlist_here"] == [{"name": "Merino Cardigan", "location": "aisle 3"}]
+    assert asked == [{"method": "member.offers", "params": {"member": "M0001", "gtin": None}}]
