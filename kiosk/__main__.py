@@ -78,7 +78,11 @@ def run_kiosk(config, keys) -> None:
                       hub=HubRequests(config["agent.url"], timeout_s=config["agent.timeout_s"]),
                       store=config["store"], idle_timeout_s=config["session.idle_timeout_s"],
                       issuer=config["tokens.issuer"], leeway_s=config["tokens.leeway_s"])
-    source = open_source(config["camera.source"], width=config["camera.width"], height=config["camera.height"])
+    try:
+        source = open_source(config["camera.source"], width=config["camera.width"], height=config["camera.height"],
+                             fps=config["camera.fps"], fourcc=config["camera.fourcc"])
+    except ValueError as exc:
+        sys.exit(f"cannot open camera.source: {exc}")
 
     def camera_state(state: str) -> None:
         if state == "lost":

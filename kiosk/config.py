@@ -17,9 +17,11 @@ SETTINGS = [
     Setting("catalog.path", "/var/lib/omnikiosk/catalog.db", "the product catalog cache the edge agent keeps in sync"),
     Setting("agent.url", "http://127.0.0.1:8090", "the edge agent's local request API (personal offers)"),
     Setting("agent.timeout_s", 0.3, "how long to wait for the hub's answer before falling back", minimum=0.05),
-    Setting("camera.source", "camera:0", "frame source: camera:INDEX, video:PATH or folder:PATH"),
+    Setting("camera.source", "camera:0", "frame source: camera:INDEX, picamera:INDEX, video:PATH or folder:PATH"),
     Setting("camera.width", 640, "camera capture width in pixels", minimum=160),
     Setting("camera.height", 480, "camera capture height in pixels", minimum=120),
+    Setting("camera.fps", 30.0, "frame rate asked of the camera (0: the camera's default)", minimum=0),
+    Setting("camera.fourcc", "MJPG", "pixel format asked of a USB camera (MJPG, YUYV, or empty for its default)"),
     Setting("scan.fps", 10.0, "frames decoded per second at most", minimum=0.5),
     Setting("scan.debounce_s", 3.0, "the same code again within this many seconds is the same scan", minimum=0),
     Setting("scan.confirm_window_s", 1.0, "a barcode acts once read twice within this many seconds", minimum=0.05),
@@ -44,6 +46,8 @@ def load_config(path: str | Path | None, environ: Mapping[str, str] | None = Non
     if unknown:
         raise ConfigError(f"{config.source}: scan.symbologies has {', '.join(unknown)}; "
                           f"choose from {', '.join(SUPPORTED_SYMBOLOGIES)}")
-    if not config["camera.source"].split(":", 1)[0] in ("camera", "video", "folder"):
-        raise ConfigError(f"{config.source}: camera.source must start with camera:, video: or folder:")
+    if config["camera.source"].split(":", 1)[0] not in ("camera", "picamera", "video", "folder"):
+        raise ConfigError(f"{config.source}: camera.source must start with camera:, picamera:, video: or folder:")
+    if config["camera.fourcc"] and len(config["camera.fourcc"]) != 4:
+        raise ConfigError(f"{config.source}: camera.fourcc must be four characters such as MJPG, or empty")
     return config
