@@ -22,6 +22,8 @@ EXAMPLES = """examples:
   python -m demo member-qr M0001 --out jane.png       # her rotating app QR (valid 120 s)
   python -m demo member-qr M0001 --card --out card.png  # a printed member card (long-lived)
   python -m demo show --kiosk s001-k02 jane.png       # hold any image in front of kiosk 2's camera
+  python -m demo scan-product --kiosk s001-k01        # a product's GS1 Digital Link QR (one on sale)
+  python -m demo scan-product 04009114002128          # a given product (GTIN-14)
 """
 
 
@@ -45,6 +47,9 @@ def main(argv: list[str] | None = None) -> None:
     checkin = sub.add_parser("checkin", help="a member shows their app QR at a kiosk (member-qr + show)")
     checkin.add_argument("member")
     checkin.add_argument("--kiosk", default="s001-k01")
+    product = sub.add_parser("scan-product", help="show a product's GS1 Digital Link QR to a kiosk")
+    product.add_argument("gtin", nargs="?", help="GTIN-14 from the demo catalog (default: the first one on sale)")
+    product.add_argument("--kiosk", default="s001-k01")
     args = parser.parse_args(argv)
     state = args.state.resolve()
     if args.command == "run":
@@ -56,6 +61,10 @@ def main(argv: list[str] | None = None) -> None:
         print(f"wrote {path} ({'card' if args.card else 'app token, valid 120 s'}) for {args.member}")
     elif args.command == "show":
         show_image(state, args.kiosk, args.image, args.seconds)
+    elif args.command == "scan-product":
+        with tempfile.TemporaryDirectory() as tmp:
+            path = product_qr(args.gtin, Path(tmp) / "product.png")
+            show_image(state, args.kiosk, path, 3.0)
     elif args.command == "checkin":
         with tempfile.TemporaryDirectory() as tmp:
             path = member_qr(state, args.member, Path(tmp) / f"{args.member}.png")
@@ -116,6 +125,20 @@ def member_qr(state: Path, member_id: str, out: Path, *, card: bool = False) -> 
     issuer = Issuer.load_or_create(state / "online" / "issuer.pem")
     token = issuer.mint(members[member_id], now=datetime.now(timezone.utc), typ="card" if card else "app")
     return qr_png(token, out)
+
+
+def product_qr(gtin: str | None, out: Path) -> Path:
+    """The GS1 Digital Link QR printed on a shelf label or tag: https://shop…/01/{gtin}."""
+    from demo import seed
+    from demo.catalog_feed import ONLINE_SHOP
+    from demo.issuer import qr_png
+    products = seed.build().products
+    if gtin is None:
+        gtin = next(p["gtin"] for p in products if p.get("compare_at_price"))
+    elif gtin not in {p["gtin"] for p in products}:
+        sys.exit(f"no product {gtin!r} in the demo catalog (GTIN-14, e.g. {products[0]['gtin']})")
+    print(f"product {gtin}")
+    return qr_png(f"{ONLINE_SHOP}/01/{gtin}", out)
 
 
 def show_image(state: Path, kiosk: str, image: Path, seconds: float) -> None:

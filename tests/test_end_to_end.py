@@ -108,3 +108,51 @@ def _rejections(db_path: Path, device: str) -> list[dict]:
     with sqlite3.connect(db_path) as conn:
         rows = conn.execute("SELECT data FROM events WHERE type = 'scan.rejected' AND device = ?", [device]).fetchall()
     return [{k: v for k, v in json.loads(r[0]).items() if k != "session"} for r in rows]
+
+
+def kiosk_screens(store, device):
+    screens: list[dict] = []
+    client = socketio.Client(reconnection=False)
+    client.on("screen", screens.append)
+    client.connect(store.kiosk_url(device), transports=["websocket"], wait_timeout=5)
+    return client, screens
+
+
+def test_product_barcode_at_the_kiosk_shows_the_catalog_answer_and_reaches_the_hub(store, tmp_path):
+    import cv2
+
+    from barcodes import ean13_image, place_on_canvas
+    from demo import seed
+    product = next(p for p in seed.build().products if p["gtin"].startswith("0"))
+    image = tmp_path / "label.png"
+    cv2.imwrite(str(image), place_on_canvas(ean13_image(product["gtin"][1:]), 640, 480))
+    client, screens = kiosk_screens(store, "s001-k02")
+    try:
+        assert demo_cli(store, "show", "--kiosk", "s001-k02", "--seconds", "2", str(image)).returncode == 0
+        view = wait_for(lambda: next((s for s in screens if s.get("view") == "product"), None), timeout=30,
+                        what="the product screen")
+    finally:
+        client.disconnect()
+    assert view["known"] and view["name"] == product["name"] and view["price"] == product["price"]
+    assert view["stock"]["here"]["location"]  # the aisle, from the store's catalog
+    hub_db = store.root / "hub" / "hub.db"
+    wait_for(lambda: _events(hub_db, "scan.product", product["gtin"]), timeout=30, what="scan.product at the hub")
+
+
+def test_demo_scan_product_shows_a_digital_link_product(store):
+    client, screens = kiosk_screens(store, "s001-k01")
+    try:
+        result = demo_cli(store, "scan-product", "--kiosk", "s001-k01")
+        assert result.returncode == 0, result.stderr
+        view = wait_for(lambda: next((s for s in screens if s.get("view") == "product"), None), timeout=30,
+                        what="the product screen")
+    finally:
+        client.disconnect()
+    assert view["known"] and view["promotion"] and view["online_qr"].startswith("data:image/svg+xml")
+
+
+def _events(db_path: Path, event_type: str, gtin: str) -> list:
+    import sqlite3
+    with sqlite3.connect(db_path) as conn:
+        return conn.execute("SELECT id FROM events WHERE type = ? AND json_extract(data, '$.gtin') = ?",
+                            [event_type, gtin]).fetchall()
