@@ -47,3 +47,17 @@ def test_kiosk_greets_a_member_by_first_name_only(store, browser):
     text = browser.evaluate("document.body.innerText")
     assert member["last_name"] not in text and member["email"] not in text
     assert not [e for e in browser.errors() if "Content Security Policy" in e], browser.errors()
+
+
+def test_kiosk_product_screen_after_a_real_scan_shows_catalog_price_and_stock(store, browser):
+    from demo.catalog_feed import AISLES
+    product = next(p for p in seed.build().products if p.get("compare_at_price"))  # what scan-product shows
+    browser.goto(store.kiosk_url("s001-k02"))
+    browser.wait_for("document.body.innerText.length > 0")
+    result = demo_cli(store, "scan-product", "--kiosk", "s001-k02")
+    assert result.returncode == 0, result.stderr
+    browser.wait_for(f"document.body.innerText.includes({json.dumps(product['name'])})", timeout=30)
+    text = browser.evaluate("document.body.innerText")
+    assert f"{product['price']:.2f}".replace(".", ",") in text or f"{product['price']:.2f}" in text
+    assert AISLES[product["category"]].split(" · ")[1] in text  # where it is in this store
+    assert not [e for e in browser.errors() if "Content Security Policy" in e], browser.errors()
