@@ -20,8 +20,13 @@ demo: deps  ## run a whole store: broker, online store, hub, two kiosks with edg
 test: deps browser  ## install what is missing, then run every test
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+PHOTOS ?= ../shared/data/qr-photos
+
 bench: deps  ## run the benchmarks (prints tables and a JSON line each)
 	$(PY) bench/ingest.py
+	$(PY) bench/scan.py
+	@if [ -d "$(PHOTOS)" ]; then $(PY) bench/readrate.py $(PHOTOS); \
+	 else echo "bench/readrate.py skipped: no photos at $(PHOTOS) (set PHOTOS=DIR)"; fi
 
 deps: system-deps $(STAMP)  ## install system packages and the venv when missing
 

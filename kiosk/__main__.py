@@ -90,9 +90,10 @@ def run_kiosk(config, keys) -> None:
         elif screen.current.get("view") == "unavailable":
             screen.show({"view": "idle"})
 
-    from kiosk.decode import decode
-    symbologies = tuple(config["scan.symbologies"])
-    loop = ScanLoop(source, shopper, decoder=lambda frame: decode(frame, symbologies), fps=config["scan.fps"],
+    from kiosk.decoders import make_live_decoder
+    decoder = make_live_decoder(config["scan.decoder"], tuple(config["scan.symbologies"]),
+                                try_inverted=config["scan.try_inverted"])
+    loop = ScanLoop(source, shopper, decoder=decoder, fps=config["scan.fps"],
                     debounce_s=config["scan.debounce_s"], confirm_window_s=config["scan.confirm_window_s"],
                     on_camera_state=camera_state)
 
@@ -128,6 +129,7 @@ def run_kiosk(config, keys) -> None:
 
 
 def decode_command(files: list[str]) -> int:
+    """One JSON line per file: the union of both decoder backends (kiosk.decoders.decode_still)."""
     from kiosk.decode import decode_file
     status = 0
     for name in files:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Mapping
 
 from kiosk.decode import SUPPORTED_SYMBOLOGIES, SYMBOLOGIES
+from kiosk.decoders import BACKENDS, DEFAULT_BACKEND
 from protocol.settings import Config, ConfigError, Setting, parse
 
 SETTINGS = [
@@ -26,6 +27,9 @@ SETTINGS = [
     Setting("scan.debounce_s", 3.0, "the same code again within this many seconds is the same scan", minimum=0),
     Setting("scan.confirm_window_s", 1.0, "a barcode acts once read twice within this many seconds", minimum=0.05),
     Setting("scan.symbologies", list(SYMBOLOGIES), "barcode types to read (fewer is faster)"),
+    Setting("scan.decoder", DEFAULT_BACKEND, "decoder backend: zxing or pyzbar (see docs/decoders.md)",
+            choices=BACKENDS),
+    Setting("scan.try_inverted", True, "also read light-on-dark codes (phones in dark mode)"),
     Setting("session.idle_timeout_s", 30.0, "a shopper session ends after this long without a scan", minimum=3),
     Setting("tokens.jwks_file", None, "the online store's public keys (JWKS) for member tokens", kind=str),
     Setting("tokens.issuer", "", "expected `iss` of member tokens; empty accepts any issuer the keys sign for"),

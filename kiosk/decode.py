@@ -1,10 +1,14 @@
-"""Decode the barcodes in one camera frame with pyzbar; pure (no camera, no files) and never raises.
+"""What a decoded code is (`Code`), the symbology names, and the pyzbar single-pass `decode`.
 
-The live loop calls `decode` for every frame, so a frame it cannot use (None, empty, wrong
-dtype or layout) or a failure inside OpenCV/zbar yields `[]` instead of an exception: one
-bad frame must not kill the loop. Only the requested symbologies are enabled, because the
-enabled set dominates zbar's cost (see FIELD-NOTES, Decoding). `decode_file`, at the
-bottom, is the one function here that does I/O.
+Pure (no camera, no files) and never raises: a frame it cannot use (None, empty, wrong
+dtype or layout) or a failure inside OpenCV/zbar yields `[]` instead of an exception, so one
+bad frame cannot kill the scan loop. Only the requested symbologies are enabled, because the
+enabled set dominates a decoder's cost (see docs/decoders.md).
+
+The two backends (zxing-cpp, the default, and pyzbar) with inverted-code handling, the
+live loop's decoder and the still-image union live in `kiosk.decoders`; `decode` here is
+pyzbar's plain pass on the frame as given. `decode_file`, at the bottom, is the one function
+here that does I/O: it decodes a still image the way `python -m kiosk decode` does.
 """
 
 from __future__ import annotations
@@ -117,10 +121,13 @@ def decode(frame, symbologies: Iterable[str] = SYMBOLOGIES) -> list[Code]:
 
 
 def decode_file(path, symbologies: Iterable[str] = SYMBOLOGIES) -> list[Code]:
-    """Decode an image file (tools and tests); [] if it cannot be read."""
+    """Decode an image file as a still (both backends, both polarities; tools, tests and
+    `python -m kiosk decode`); [] if it cannot be read."""
+    from kiosk.decoders import decode_still  # kiosk.decoders imports this module
+
     try:
         frame = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
     except Exception as exc:  # e.g. a path with a NUL byte
         log.debug("image read failed: %s", type(exc).__name__)
         return []
-    return decode(frame, symbologies)
+    return decode_still(frame, symbologies)

@@ -174,3 +174,48 @@ def invert(img: np.ndarray) -> np.ndarray:
 def to_bgr(img: np.ndarray) -> np.ndarray:
     """A 3-channel BGR frame, as the camera delivers, from a grey image."""
     return cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+
+
+def blur(img: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian blur of standard deviation `sigma` pixels (focus, motion of a hand)."""
+    return cv2.GaussianBlur(img, (0, 0), sigma) if sigma > 0 else img.copy()
+
+
+def perspective(img: np.ndarray, tilt: float = 0.15, seed: int = 0) -> np.ndarray:
+    """Warp as if seen at an angle: each corner moves inwards by up to `tilt` of the size; white fill."""
+    h, w = img.shape[:2]
+    rng = np.random.default_rng(seed)
+    src = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
+    jitter = rng.uniform(0, tilt, (4, 2)) * np.float32([w, h])
+    dst = np.float32([[jitter[0, 0], jitter[0, 1]], [w - jitter[1, 0], jitter[1, 1]],
+                      [w - jitter[2, 0], h - jitter[2, 1]], [jitter[3, 0], h - jitter[3, 1]]])
+    matrix = cv2.getPerspectiveTransform(src, dst)
+    return cv2.warpPerspective(img, matrix, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                               borderValue=_white(img))
+
+
+def phone_dark_mode(img: np.ndarray, w: int = 640, h: int = 480, screen: int = 30, seed: int = 0) -> np.ndarray:
+    """A code shown light-on-dark on a phone screen held in front of the camera: the inverted
+    code on a dark screen, the screen on a mid-grey scene, a little sensor noise."""
+    code = invert(img)
+    code = np.where(code == BLACK, screen, code).astype(np.uint8)  # a screen's black is not 0
+    ih, iw = code.shape[:2]
+    pad = 24
+    phone = np.full((ih + 2 * pad, iw + 2 * pad), screen, np.uint8)
+    phone[pad:pad + ih, pad:pad + iw] = code
+    scene = np.full((h, w), 120, np.uint8)
+    return add_noise(place_on_canvas(phone, w, h, canvas=scene), 6, seed=seed)
+
+
+def code128_image(text: str, module_px: int = 3, gs1: bool = False) -> np.ndarray:
+    """A Code 128 (GS1-128 with `gs1`, text like "(01)09506000134352") drawn by zxing-cpp's writer.
+
+    tests/barcodes.py has no Code 128 tables of its own; the result is checked against zbar,
+    an independent reader, in the tests that use it.
+    """
+    import zxingcpp
+
+    options = {"gs1": True} if gs1 else {}
+    barcode = zxingcpp.create_barcode(text, zxingcpp.BarcodeFormat.Code128, **options)
+    img = np.ascontiguousarray(np.array(barcode.to_image(scale=module_px, add_quiet_zones=True)))
+    return np.repeat(img[:1], 120, axis=0) if img.shape[0] < 120 else img

@@ -250,3 +250,15 @@ def test_decode_file_unreadable(tmp_path):
     assert decode_file(tmp_path / "missing.png") == []
     assert decode_file(tmp_path) == []
     assert decode_file("bad\x00path.png") == []
+
+
+def test_decode_file_is_the_still_path_both_backends_and_dark_mode(tmp_path):
+    # decode() is one plain pyzbar pass; decode_file() is what `python -m kiosk decode` prints:
+    # both backends, both polarities (kiosk.decoders.decode_still; more in test_decoders.py).
+    from barcodes import invert
+
+    dark = invert(place_on_canvas(qr_image(DIGITAL_LINK, scale=4)))
+    assert decode(dark) == []
+    path = tmp_path / "dark.png"
+    assert cv2.imwrite(str(path), dark)
+    assert decode_file(path) == [Code("qr", DIGITAL_LINK)]
