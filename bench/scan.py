@@ -213,7 +213,7 @@ class StubSource:
         return next(self.frames) if self.frames else None
 
     def close(self) -> None:
-        pass
+        """Prepared frames hold nothing to release."""
 
 
 class StepClock:
@@ -472,10 +472,11 @@ def kiosk_memory(folder: Path, issuer: Issuer, rng: np.random.Generator, seconds
         deadline = time.monotonic() + 30
         while True:
             try:
-                if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                    break
+                ready = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
             except requests.RequestException:
-                pass
+                ready = False  # not listening yet
+            if ready:
+                break
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"kiosk did not start: {(folder / 'kiosk.log').read_text()[-2000:]}")
             time.sleep(0.1)

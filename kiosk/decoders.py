@@ -29,6 +29,8 @@ same place (see `union`). docs/decoders.md has the measurements behind these cho
 
 from __future__ import annotations
 
+import abc
+
 import functools
 import logging
 import re
@@ -90,7 +92,7 @@ def _names(symbologies: Iterable[str]) -> frozenset[str]:
     return frozenset(symbologies)
 
 
-class _Backend:
+class _Backend(abc.ABC):
     """Common frame checks, error containment and de-duplication; subclasses read a grey frame."""
 
     name = ""
@@ -98,8 +100,9 @@ class _Backend:
     def __init__(self, symbologies: Iterable[str]):
         self.symbologies = _names(symbologies)
 
-    def _reads(self, grey: np.ndarray) -> list[Read]:  # may raise; called with a usable frame
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _reads(self, grey: np.ndarray) -> list[Read]:
+        """Read a usable grey frame; may raise (reads() contains it)."""
 
     def reads(self, frame) -> list[Read]:
         """Codes with their boxes, each distinct code once; [] for unusable frames or on any error."""

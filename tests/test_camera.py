@@ -36,7 +36,7 @@ class FlakyCapture:
         return True, np.full((48, 64, 3), self.plan["opens"], dtype=np.uint8)
 
     def release(self):
-        pass
+        """The device stays; only this handle goes."""
 
 
 @pytest.fixture
@@ -69,7 +69,7 @@ def test_lost_camera_shows_scanner_unavailable_then_idle_again(plan, tmp_path):
 
     class Shopper:  # the loop only needs tick(); the screen part is what is tested here
         def tick(self, now):
-            pass
+            """No session to time out in this test."""
     loop = ScanLoop(camera, Shopper(), decoder=lambda frame: [], fps=100, debounce_s=1, on_camera_state=states.append)
     try:
         wait_for(lambda: (loop.step(), camera.state == "ok")[1], what="camera ok")

@@ -583,7 +583,7 @@ def test_run_kiosk_builds_the_configured_decoder(tmp_path, monkeypatch, backend,
             return self
 
         def stop(self):
-            pass
+            """Nothing was started."""
 
     class FakeSocketIO:
         def run(self, *args, **kwargs):
