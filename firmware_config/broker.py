@@ -7,7 +7,7 @@ import hashlib
 import os
 from typing import Iterable
 
-from protocol.topics import Topics
+from protocol.topics import DEVICE_READS, DEVICE_WRITES, Topics
 
 PBKDF2_ITERATIONS = 101  # what mosquitto_passwd writes for its "$7$" (PBKDF2-SHA512) hashes
 
@@ -30,8 +30,8 @@ def acl_text(store: str, devices: Iterable[str], prefix: str = "omnikiosk") -> s
              f"user {hub_username(store)}", f"topic readwrite {topics.store_root}/#", ""]
     for device in devices:
         lines += [f"user {device}"]
-        lines += [f"topic write {topics.device(device, leaf)}" for leaf in ("events", "status", "telemetry", "requests")]
-        lines += [f"topic read {topics.device(device, leaf)}" for leaf in ("responses", "commands")]
+        lines += [f"topic write {topics.device(device, leaf)}" for leaf in DEVICE_WRITES]
+        lines += [f"topic read {topics.device(device, leaf)}" for leaf in DEVICE_READS]
         lines += [f"topic read {topics.hub_status}", f"topic read {topics.catalog_version}", ""]
     return "\n".join(lines)
 
@@ -54,7 +54,7 @@ def mosquitto_conf(*, port: int, bind: str, password_file: str, acl_file: str, p
         "autosave_interval 1",
         # Devices got a PUBACK for what is queued here for the hub: never drop it for being many.
         "max_queued_messages 1000000",
-        "max_inflight_messages 100",
+        "max_inflight_messages 500",
         # An envelope is at most 16 KiB; leave room for topic and properties, refuse the rest.
         "max_packet_size 32768",
         "log_type error",

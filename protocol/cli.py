@@ -57,3 +57,44 @@ def interrupt_on_sigterm() -> None:
     def _raise(*_):
         raise KeyboardInterrupt
     signal.signal(signal.SIGTERM, _raise)
+
+
+def read_or_create_secret(path: str, what: str) -> str:
+    """A secret two local processes share (the kiosk ↔ agent API token): whoever starts first
+    creates it (mode 0600, never overwritten), the other reads it."""
+    import os
+    import secrets
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return read_secret(path, what)
+    with os.fdopen(fd, "w") as out:
+        out.write(secrets.token_urlsafe(32) + "\n")
+        out.flush()
+        os.fsync(out.fileno())
+    return read_secret(path, what)
+
+
+def write_atomically(path: str | Path, text: str, mode: int = 0o644) -> None:
+    """Write a file so that a reader (or a power cut) sees the old or the new content, never half."""
+    import os
+    import tempfile
+    target = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(target.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)

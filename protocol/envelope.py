@@ -104,6 +104,9 @@ def make_envelope(*, store: str, device: str, type: str, seq: int, data: dict[st
     problem = validate_fields(asdict(envelope))
     if problem is not None:
         raise ValueError(f"invalid envelope: {problem.reason}: {problem.detail}")
+    size = len(envelope.to_json().encode())
+    if size > MAX_ENVELOPE_BYTES:
+        raise ValueError(f"invalid envelope: too_large: {size} bytes > {MAX_ENVELOPE_BYTES}")
     return envelope
 
 

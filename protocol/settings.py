@@ -135,3 +135,41 @@ def describe(settings: Iterable[Setting]) -> str:
         default = "(required)" if s.default is None else f"`{s.default!r}`"
         rows.append(f"| `{s.key}` | {default} | `{s.env_name}` | {s.help} |")
     return "\n".join(rows)
+
+
+def unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
+    """{"scan.fps": 8} → {"scan": {"fps": 8}}: the shape a TOML file has."""
+    document: dict[str, Any] = {}
+    for key, value in flat.items():
+        *tables, name = key.split(".")
+        node = document
+        for table in tables:
+            node = node.setdefault(table, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"{key}: {table} is a value, not a table")
+        node[name] = value
+    return document
+
+
+def merge(document: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
+    """A TOML document with dotted `changes` applied (a config.update)."""
+    flat = _flatten(document, "<document>")
+    flat.update(changes)
+    return unflatten(flat)
+
+
+def to_toml(document: Mapping[str, Any], prefix: str = "") -> str:
+    """Enough TOML for our configs: scalars and lists first, then one table per nested dict.
+    JSON strings, numbers, booleans and arrays of them are valid TOML values."""
+    import json
+    scalars = [f"{_toml_key(k)} = {json.dumps(v, ensure_ascii=False)}" for k, v in document.items()
+               if not isinstance(v, Mapping)]
+    tables = [f"\n[{prefix}{_toml_key(k)}]\n" + to_toml(v, f"{prefix}{_toml_key(k)}.")
+              for k, v in document.items() if isinstance(v, Mapping)]
+    return "\n".join(scalars) + ("\n" if scalars else "") + "".join(tables)
+
+
+def _toml_key(key: str) -> str:
+    import json
+    import re
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key)

@@ -14,7 +14,12 @@ DEVICE_LEAVES = {
     "requests": "device → hub, QoS 1: request with MQTT 5 response topic",
     "responses": "hub → device, QoS 1: replies to requests",
     "commands": "hub → device, QoS 1: commands; answered by a command.result event",
+    "receipts": "hub → device, QoS 1: seq ranges the hub has committed; only then may the outbox forget them",
 }
+
+# What each device may do under its own devices/{device}/ (the broker ACL is built from this).
+DEVICE_WRITES = ("events", "status", "telemetry", "requests")
+DEVICE_READS = ("responses", "commands", "receipts")
 
 
 @dataclass(frozen=True)
