@@ -1,47 +1,126 @@
-"""The device outbox: events the kiosk appended and the edge agent has not yet delivered.
+"""The device outbox: what the kiosk and the agent must still deliver, durable, ordered and bounded.
 
-Both processes open the same `outbox.db`. The kiosk appends (durable when `append`
-returns: WAL with synchronous=FULL, so a shopper never sees a result that a power cut
-can take back); the agent peeks in `seq` order and deletes a row only after the broker
-acknowledged it. `seq` comes from a counter in the same file, so it keeps increasing by
-one across restarts even when the table is empty.
+Both processes open the same `outbox.db`. The kiosk appends events (durable when `append`
+returns: WAL with synchronous=FULL, so a shopper never sees a result that a power cut can
+take back); the agent sends rows in `pos` order and forgets an event only when the hub's
+receipt covers its `seq` (a broker PUBACK is not enough: Mosquitto holds it in memory), and
+a telemetry row on its PUBACK. `seq` comes from a counter in the same file, so it rises by
+one per device across restarts even when the table is empty.
+
+Bounded: at most `max_rows` rows and `max_bytes` bytes, and every row expires after the
+time-to-live of its type. When an append does not fit, expired rows go first, then the
+oldest rows of the lowest priority, never a row of higher priority than the one being
+added and never a high-priority one; if that is not enough the append is refused with
+`OutboxFull`. Every drop and refusal is counted by reason and type, in the file, so the
+counts survive restarts and reach the hub in telemetry.
+
+The policy (bounds and TTLs) is written into the file by the edge agent from its config,
+so the kiosk, which appends, obeys the same numbers without a second copy of them.
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import sqlite_utils
 
-from protocol.envelope import Envelope, make_envelope
+from protocol.envelope import EVENT_TYPES, Envelope, make_envelope, parse_ts, uuid7
+from protocol.sqlite import immediate, open_db
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+TELEMETRY = "telemetry"  # the row type of a telemetry snapshot kept while the broker is unreachable
+
+# Priority of each row type: what goes first when the outbox is full. HIGH is never dropped
+# for room: a check-in, a cart line, a call for help or IT's answer matter most.
+LOW, NORMAL, HIGH = 1, 2, 3
+PRIORITY: dict[str, int] = {
+    TELEMETRY: 0,
+    "offer.shown": LOW, "scan.rejected": LOW,
+    "scan.product": NORMAL, "session.started": NORMAL, "session.ended": NORMAL,
+    "scan.member": HIGH, "cart.sent": HIGH, "assist.requested": HIGH, "command.result": HIGH,
+}
+MINUTE, DAY = 60, 86400
+DEFAULT_TTL_S: dict[str, int] = {
+    TELEMETRY: 15 * MINUTE,
+    "offer.shown": 2 * DAY, "scan.rejected": 2 * DAY,
+    "scan.product": 7 * DAY, "session.started": 7 * DAY, "session.ended": 7 * DAY,
+    "scan.member": 30 * DAY, "cart.sent": 30 * DAY, "assist.requested": 30 * DAY, "command.result": 30 * DAY,
+}
+assert set(PRIORITY) == set(DEFAULT_TTL_S) == set(EVENT_TYPES) | {TELEMETRY}, "every row type needs a policy"
+
+DROP_REASONS = ("expired", "full", "refused", "rejected_by_hub")
 
 
 @dataclass(frozen=True)
-class PendingEvent:
-    seq: int
+class OutboxPolicy:
+    max_rows: int = 500_000
+    max_bytes: int = 256 * 1024 * 1024
+    ttl_s: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_TTL_S))
+
+    def ttl_for(self, row_type: str) -> int:
+        return self.ttl_s.get(row_type, DEFAULT_TTL_S.get(row_type, 7 * DAY))
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "OutboxPolicy":
+        obj = json.loads(text)
+        return cls(max_rows=int(obj["max_rows"]), max_bytes=int(obj["max_bytes"]),
+                   ttl_s={**DEFAULT_TTL_S, **{k: int(v) for k, v in obj.get("ttl_s", {}).items()}})
+
+
+class OutboxFull(Exception):
+    """The outbox is at its bound and holds only events too important to drop. Nothing was written."""
+
+
+@dataclass(frozen=True)
+class PendingRow:
+    pos: int
+    seq: int | None    # None for telemetry rows
     id: str
+    leaf: str          # the topic leaf it goes to: "events" or "telemetry"
     type: str
     body: str
 
 
 def open_device_db(path: str | Path) -> sqlite_utils.Database:
-    """A connection tuned for the device files: WAL, synchronous FULL, waits on a busy peer."""
-    conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=10)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=FULL")
-    conn.execute("PRAGMA busy_timeout=10000")
-    return sqlite_utils.Database(conn)
+    """The device files (outbox.db, catalog.db): WAL, synchronous FULL, waits on the other process."""
+    return open_db(path)
+
+
+_SCHEMA = [
+    # AUTOINCREMENT: a pos is never reused, even after the table emptied (the drain remembers how far it got).
+    "CREATE TABLE outbox (pos INTEGER PRIMARY KEY AUTOINCREMENT, seq INTEGER UNIQUE, id TEXT NOT NULL UNIQUE,"
+    " leaf TEXT NOT NULL, type TEXT NOT NULL, priority INTEGER NOT NULL, size INTEGER NOT NULL,"
+    " body TEXT NOT NULL, created_s REAL NOT NULL, expires_s REAL NOT NULL)",
+    "CREATE INDEX outbox_by_priority ON outbox (priority, pos)",
+    "CREATE INDEX outbox_by_expiry ON outbox (expires_s)",
+    "CREATE TABLE IF NOT EXISTS outbox_drops (reason TEXT NOT NULL, type TEXT NOT NULL,"
+    " count INTEGER NOT NULL, PRIMARY KEY (reason, type))",
+    "CREATE TABLE IF NOT EXISTS outbox_policy (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    # Commands already carried out: a command redelivered after a restart (QoS 1) runs once.
+    "CREATE TABLE IF NOT EXISTS outbox_commands (id TEXT PRIMARY KEY, seen_s REAL NOT NULL)",
+    # Depth and size kept by the database itself, so every path that adds or removes a row
+    # (the kiosk, the agent, a migration) keeps them right and append never counts rows.
+    "CREATE TRIGGER outbox_added AFTER INSERT ON outbox BEGIN"
+    " UPDATE outbox_meta SET value = value + 1 WHERE key = 'rows';"
+    " UPDATE outbox_meta SET value = value + NEW.size WHERE key = 'bytes'; END",
+    "CREATE TRIGGER outbox_removed AFTER DELETE ON outbox BEGIN"
+    " UPDATE outbox_meta SET value = value - 1 WHERE key = 'rows';"
+    " UPDATE outbox_meta SET value = value - OLD.size WHERE key = 'bytes'; END",
+]
 
 
 class Outbox:
-    """Durable, ordered queue of envelopes for one device. Thread-safe within a process."""
+    """Durable, ordered, bounded queue of one device. Thread-safe within a process; both device
+    processes may use the same file at once (SQLite serialises the writers)."""
 
     def __init__(self, db: sqlite_utils.Database, *, store: str, device: str,
                  clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
@@ -52,71 +131,250 @@ class Outbox:
         self._lock = threading.Lock()
         self._migrate()
 
+    # --- schema
     def _migrate(self) -> None:
-        with self._lock:
-            self.db.execute(
-                "CREATE TABLE IF NOT EXISTS outbox ("
-                " seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, type TEXT NOT NULL,"
-                " body TEXT NOT NULL, created_at TEXT NOT NULL)")
-            self.db.execute("CREATE TABLE IF NOT EXISTS outbox_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)")
-            self.db.execute("INSERT OR IGNORE INTO outbox_meta VALUES ('schema', ?)", [SCHEMA_VERSION])
-            self.db.execute("INSERT OR IGNORE INTO outbox_meta VALUES ('last_seq', 0)")
+        with self._write() as conn:
+            conn.execute("CREATE TABLE IF NOT EXISTS outbox_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)")
+            row = conn.execute("SELECT value FROM outbox_meta WHERE key = 'schema'").fetchone()
+            schema = row[0] if row else 0
+            if schema == SCHEMA_VERSION:
+                return
+            if schema > SCHEMA_VERSION:
+                raise RuntimeError(f"outbox.db has schema {schema}, newer than this software ({SCHEMA_VERSION}); "
+                                   "upgrade Omnikiosk on this device instead of downgrading it")
+            old_rows = []
+            if schema == 1:
+                # v1: outbox(seq PK, id, type, body, created_at): keep every waiting event.
+                old_rows = conn.execute("SELECT seq, id, type, body, created_at FROM outbox ORDER BY seq").fetchall()
+                conn.execute("DROP TABLE outbox")
+            for key in ("last_seq", "rows", "bytes"):
+                conn.execute("INSERT OR IGNORE INTO outbox_meta VALUES (?, 0)", [key])
+            conn.execute("UPDATE outbox_meta SET value = 0 WHERE key IN ('rows', 'bytes')")
+            for statement in _SCHEMA:
+                conn.execute(statement)
+            policy = self._policy(conn)
+            for seq, event_id, row_type, body, created_at in old_rows:
+                created = parse_ts(created_at).timestamp()
+                conn.execute(
+                    "INSERT INTO outbox (pos, seq, id, leaf, type, priority, size, body, created_s, expires_s)"
+                    " VALUES (?, ?, ?, 'events', ?, ?, ?, ?, ?, ?)",
+                    [seq, seq, event_id, row_type, PRIORITY.get(row_type, NORMAL), len(body.encode()), body,
+                     created, created + policy.ttl_for(row_type)])
+            conn.execute("INSERT OR REPLACE INTO outbox_meta VALUES ('schema', ?)", [SCHEMA_VERSION])
 
-    def append(self, type: str, data: dict[str, Any]) -> Envelope:
-        """Add one event; when this returns it is on disk and will reach the hub."""
-        now = self._clock()
+    def _write(self, durable: bool = True):
+        """A write transaction under this outbox's lock. `durable=False` (forgetting receipted rows): a
+        power cut may undo the delete, which only means the event is sent again and the hub, which has
+        it, counts a duplicate; it never costs an event. An append is always durable."""
+        return immediate(self.db.conn, self._lock, durable=durable)
+
+    # --- policy (written by the agent, obeyed by both processes)
+    def set_policy(self, policy: OutboxPolicy) -> None:
+        with self._write() as conn:
+            conn.execute("INSERT OR REPLACE INTO outbox_policy VALUES ('policy', ?)", [policy.to_json()])
+
+    @property
+    def policy(self) -> OutboxPolicy:
         with self._lock:
-            conn = self.db.conn
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                seq = conn.execute("SELECT value FROM outbox_meta WHERE key='last_seq'").fetchone()[0] + 1
-                envelope = make_envelope(store=self.store, device=self.device, type=type, seq=seq, data=data, now=now)
-                conn.execute("INSERT INTO outbox (seq, id, type, body, created_at) VALUES (?, ?, ?, ?, ?)",
-                             [seq, envelope.id, type, envelope.to_json(), envelope.ts])
-                conn.execute("UPDATE outbox_meta SET value=? WHERE key='last_seq'", [seq])
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+            return self._policy(self.db.conn)
+
+    @staticmethod
+    def _policy(conn: sqlite3.Connection) -> OutboxPolicy:
+        row = conn.execute("SELECT value FROM outbox_policy WHERE key = 'policy'").fetchone()
+        return OutboxPolicy.from_json(row[0]) if row else OutboxPolicy()
+
+    # --- appending
+    def append(self, type: str, data: dict[str, Any]) -> Envelope:
+        """Add one event; when this returns it is on disk and will reach the hub.
+        Raises OutboxFull (and counts it) when it cannot be kept."""
+        now = self._clock()
+        with self._write() as conn:
+            seq = conn.execute("SELECT value FROM outbox_meta WHERE key = 'last_seq'").fetchone()[0] + 1
+            envelope = make_envelope(store=self.store, device=self.device, type=type, seq=seq, data=data, now=now)
+            body = envelope.to_json()
+            refusal = self._make_room(conn, type, len(body.encode()), now.timestamp())
+            if refusal is None:
+                self._insert(conn, seq=seq, row_id=envelope.id, leaf="events", row_type=type, body=body,
+                             now_s=now.timestamp())
+                conn.execute("UPDATE outbox_meta SET value = ? WHERE key = 'last_seq'", [seq])
+        if refusal is not None:
+            raise OutboxFull(refusal)
         return envelope
 
-    def peek(self, after_seq: int = 0, limit: int = 100) -> list[PendingEvent]:
-        """The oldest undelivered events with seq > after_seq, in order."""
+    def append_telemetry(self, payload: dict[str, Any]) -> bool:
+        """Keep a telemetry snapshot for later (the broker is unreachable). False when there is no
+        room for it: telemetry never pushes out an event."""
+        now = self._clock()
+        body = json.dumps(payload, separators=(",", ":"), default=str)
+        with self._write() as conn:
+            refusal = self._make_room(conn, TELEMETRY, len(body.encode()), now.timestamp())
+            if refusal is None:
+                self._insert(conn, seq=None, row_id=uuid7(now), leaf=TELEMETRY, row_type=TELEMETRY, body=body,
+                             now_s=now.timestamp())
+        return refusal is None
+
+    def _insert(self, conn: sqlite3.Connection, *, seq: int | None, row_id: str, leaf: str, row_type: str,
+                body: str, now_s: float) -> None:
+        policy = self._policy(conn)
+        conn.execute(
+            "INSERT INTO outbox (seq, id, leaf, type, priority, size, body, created_s, expires_s)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [seq, row_id, leaf, row_type, PRIORITY[row_type], len(body.encode()), body, now_s,
+             now_s + policy.ttl_for(row_type)])
+
+    def _make_room(self, conn: sqlite3.Connection, row_type: str, size: int, now_s: float) -> str | None:
+        """Make room for one row inside the caller's transaction; the reason it cannot, counted, or None."""
+        policy = self._policy(conn)
+        if _meta(conn, "rows") + 1 <= policy.max_rows and _meta(conn, "bytes") + size <= policy.max_bytes:
+            return None
+        self._expire(conn, now_s)
+        need_rows = _meta(conn, "rows") + 1 - policy.max_rows
+        need_bytes = _meta(conn, "bytes") + size - policy.max_bytes
+        if need_rows <= 0 and need_bytes <= 0:
+            return None
+        # Never push out something more important than what comes in, and never a HIGH one.
+        ceiling = min(PRIORITY[row_type], HIGH - 1)
+        can_rows, can_bytes = conn.execute(
+            "SELECT count(*), coalesce(sum(size), 0) FROM outbox WHERE priority <= ?", [ceiling]).fetchone()
+        if can_rows < need_rows or can_bytes < need_bytes:
+            _count_drop(conn, "refused", row_type, 1)
+            return (f"outbox full ({_meta(conn, 'rows')} rows, {_meta(conn, 'bytes')} bytes; bound "
+                    f"{policy.max_rows} rows, {policy.max_bytes} bytes) and what waits is at least as important "
+                    f"as {row_type}: the hub has received nothing for a long time; {row_type} is refused until "
+                    "the edge agent delivers")
+        for priority in range(0, ceiling + 1):
+            while need_rows > 0 or need_bytes > 0:
+                batch = conn.execute("SELECT pos, size, type FROM outbox WHERE priority = ? ORDER BY pos LIMIT 256",
+                                     [priority]).fetchall()
+                if not batch:
+                    break
+                chosen = []
+                for pos, row_size, dropped_type in batch:
+                    if need_rows <= 0 and need_bytes <= 0:
+                        break
+                    chosen.append((pos, dropped_type))
+                    need_rows, need_bytes = need_rows - 1, need_bytes - row_size
+                conn.executemany("DELETE FROM outbox WHERE pos = ?", [(pos,) for pos, _ in chosen])
+                for dropped_type, count in _tally(t for _, t in chosen).items():
+                    _count_drop(conn, "full", dropped_type, count)
+        return None
+
+    # --- draining (the agent)
+    def peek(self, after_pos: int = 0, limit: int = 100) -> list[PendingRow]:
+        """The oldest rows with pos > after_pos, in order."""
         with self._lock:
             rows = self.db.execute(
-                "SELECT seq, id, type, body FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?",
-                [after_seq, limit]).fetchall()
-        return [PendingEvent(*row) for row in rows]
+                "SELECT pos, seq, id, leaf, type, body FROM outbox WHERE pos > ? ORDER BY pos LIMIT ?",
+                [after_pos, limit]).fetchall()
+        return [PendingRow(*row) for row in rows]
 
-    def delete(self, seqs: list[int]) -> int:
-        """Forget events the broker acknowledged."""
-        if not seqs:
-            return 0
+    def rows_with_seq(self, seqs: Iterable[int]) -> list[PendingRow]:
+        """Events still waiting among these seqs (to send again), in order."""
+        wanted = sorted(set(seqs))
+        found: list[PendingRow] = []
         with self._lock:
-            conn = self.db.conn
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                deleted = conn.executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s in seqs]).rowcount
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-        return deleted
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start:start + 500]
+                found += [PendingRow(*row) for row in self.db.execute(
+                    f"SELECT pos, seq, id, leaf, type, body FROM outbox WHERE seq IN ({','.join('?' * len(chunk))})",
+                    chunk).fetchall()]
+        return sorted(found, key=lambda r: r.pos)
 
+    def forget_positions(self, positions: Iterable[int]) -> int:
+        """Telemetry rows the broker acknowledged."""
+        positions = list(positions)
+        if not positions:
+            return 0
+        with self._write(durable=False) as conn:
+            return conn.executemany("DELETE FROM outbox WHERE pos = ? AND leaf = ?",
+                                    [(pos, TELEMETRY) for pos in positions]).rowcount
+
+    def settle(self, stored: Iterable[tuple[int, int]], rejected: Iterable[tuple[int, int]] = ()) -> tuple[int, int]:
+        """Forget events a hub receipt covers: (stored, rejected by the hub). Rejected ones are counted
+        as drops: the hub refused them for good (a bug to look at, not a reason to resend forever)."""
+        stored, rejected = list(stored), list(rejected)
+        deleted = refused = 0
+        with self._write(durable=False) as conn:
+            for first, last in rejected:
+                for row_type, count in conn.execute(
+                        "SELECT type, count(*) FROM outbox WHERE seq BETWEEN ? AND ? GROUP BY type", [first, last]):
+                    _count_drop(conn, "rejected_by_hub", row_type, count)
+                    refused += count
+                conn.execute("DELETE FROM outbox WHERE seq BETWEEN ? AND ?", [first, last])
+            for first, last in stored:
+                deleted += conn.execute("DELETE FROM outbox WHERE seq BETWEEN ? AND ?", [first, last]).rowcount
+        return deleted, refused
+
+    def expire(self) -> dict[str, int]:
+        """Drop rows past their time-to-live; returns how many of each type."""
+        with self._write() as conn:
+            return self._expire(conn, self._clock().timestamp())
+
+    @staticmethod
+    def _expire(conn: sqlite3.Connection, now_s: float) -> dict[str, int]:
+        expired = dict(conn.execute("SELECT type, count(*) FROM outbox WHERE expires_s <= ? GROUP BY type",
+                                    [now_s]).fetchall())
+        if expired:
+            conn.execute("DELETE FROM outbox WHERE expires_s <= ?", [now_s])
+            for row_type, count in expired.items():
+                _count_drop(conn, "expired", row_type, count)
+        return expired
+
+    # --- counters and health
     def next_counter(self, key: str) -> int:
         """Increment and return a persistent counter (the agent's session number)."""
-        with self._lock:
-            conn = self.db.conn
-            conn.execute("BEGIN IMMEDIATE")
+        with self._write() as conn:
             conn.execute("INSERT OR IGNORE INTO outbox_meta VALUES (?, 0)", [key])
             conn.execute("UPDATE outbox_meta SET value = value + 1 WHERE key = ?", [key])
-            value = conn.execute("SELECT value FROM outbox_meta WHERE key = ?", [key]).fetchone()[0]
-            conn.execute("COMMIT")
-        return value
+            return conn.execute("SELECT value FROM outbox_meta WHERE key = ?", [key]).fetchone()[0]
+
+    def claim_command(self, command_id: str) -> bool:
+        """True the first time this device sees a command id (it then carries it out), False after."""
+        with self._write() as conn:
+            claimed = conn.execute("INSERT OR IGNORE INTO outbox_commands VALUES (?, ?)",
+                                   [command_id, self._clock().timestamp()]).rowcount == 1
+            conn.execute("DELETE FROM outbox_commands WHERE id NOT IN "
+                         "(SELECT id FROM outbox_commands ORDER BY seen_s DESC LIMIT 1000)")
+        return claimed
+
+    def drops(self) -> dict[str, dict[str, int]]:
+        """{reason: {type: count}} since the outbox was created."""
+        with self._lock:
+            rows = self.db.execute("SELECT reason, type, count FROM outbox_drops ORDER BY reason, type").fetchall()
+        result: dict[str, dict[str, int]] = {}
+        for reason, row_type, count in rows:
+            result.setdefault(reason, {})[row_type] = count
+        return result
 
     def stats(self) -> dict[str, Any]:
-        """Depth and the timestamp of the oldest waiting event (for telemetry and health)."""
+        """Depth, size, the oldest waiting row's age, drops and the bound (telemetry, /healthz)."""
+        now_s = self._clock().timestamp()
         with self._lock:
-            depth, oldest = self.db.execute("SELECT count(*), min(created_at) FROM outbox").fetchone()
-            last_seq = self.db.execute("SELECT value FROM outbox_meta WHERE key='last_seq'").fetchone()[0]
-        return {"depth": depth, "oldest": oldest, "last_seq": last_seq}
+            conn = self.db.conn
+            oldest = conn.execute("SELECT created_s FROM outbox ORDER BY pos LIMIT 1").fetchone()
+            policy = self._policy(conn)
+            depth, size, last_seq = _meta(conn, "rows"), _meta(conn, "bytes"), _meta(conn, "last_seq")
+            drops = dict(conn.execute("SELECT reason, sum(count) FROM outbox_drops GROUP BY reason").fetchall())
+        return {
+            "depth": depth, "bytes": size, "last_seq": last_seq,
+            "oldest_age_s": round(now_s - oldest[0], 1) if oldest else 0.0,
+            "dropped": {reason: drops.get(reason, 0) for reason in DROP_REASONS},
+            "max_rows": policy.max_rows, "max_bytes": policy.max_bytes,
+        }
+
+
+def _meta(conn: sqlite3.Connection, key: str) -> int:
+    row = conn.execute("SELECT value FROM outbox_meta WHERE key = ?", [key]).fetchone()
+    return row[0] if row else 0
+
+
+def _count_drop(conn: sqlite3.Connection, reason: str, row_type: str, count: int) -> None:
+    conn.execute("INSERT INTO outbox_drops VALUES (?, ?, ?) ON CONFLICT(reason, type) DO UPDATE "
+                 "SET count = count + excluded.count", [reason, row_type, count])
+
+
+def _tally(items: Iterable[str]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for item in items:
+        counts[item] = counts.get(item, 0) + 1
+    return counts

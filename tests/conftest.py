@@ -19,6 +19,22 @@ STORE = "s001"
 DEVICES = ["s001-k01", "s001-k02"]
 
 
+def pytest_configure(config):
+    """The edge agent refuses an outbox on a RAM disk (a power cut would wipe it). Where /tmp is a tmpfs
+    (Fedora, Arch), keep the tests' files on disk under var/ instead, so `make test` works there too."""
+    import tempfile
+
+    from edge_agent.storage import mount_of, parse_mountinfo, volatile_reason
+    if config.option.basetemp:
+        return
+    try:
+        mounts = parse_mountinfo(Path("/proc/self/mountinfo").read_text())
+    except OSError:
+        return
+    if volatile_reason(mount_of(str(Path(tempfile.gettempdir()).resolve()), mounts)):
+        config.option.basetemp = str(ROOT / "var" / "pytest")
+
+
 @pytest.fixture
 def broker(tmp_path: Path):
     broker = Broker(tmp_path / "broker", STORE, list(DEVICES)).start()
@@ -29,6 +45,24 @@ def broker(tmp_path: Path):
 def login_for(broker: Broker, user: str, password: str | None = None) -> BrokerLogin:
     return BrokerLogin(host=broker.host, port=broker.port, username=user,
                        password=broker.passwords[user] if password is None else password, keepalive=10)
+
+
+def raw_client(broker: Broker, user: str, client_id: str | None = None):
+    """A bare connected MQTT client with `user`'s credentials (to play a device, the hub, or an intruder)."""
+    import threading
+
+    from protocol.mqtt import build_client, connect
+    from protocol.topics import Topics
+    topics = Topics(STORE)
+    client = build_client(client_id or f"raw-{user}", login_for(broker, user),
+                          will_topic=topics.hub_status if user == broker.hub_user else topics.status(user),
+                          will_payload=b'{"state":"offline","session":0,"version":"t","ts":"x"}')
+    connected = threading.Event()
+    client.on_connect = lambda *a: connected.set()
+    connect(client, login_for(broker, user))
+    client.loop_start()
+    assert connected.wait(10), f"{user} could not connect"
+    return client
 
 
 def wait_for(condition: Callable[[], object], timeout: float = 20.0, interval: float = 0.05, what: str = ""):
