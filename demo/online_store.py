@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import bisect
+import copy
 import hmac
+import threading
+from datetime import datetime, timezone
+from typing import Any, Callable
 
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
-from demo.seed import StoreData
+from demo.seed import StoreData, iso
 
 API = "/api/v1"
 PUBLIC_ENDPOINTS = frozenset({"healthz", "signing_keys"})
-ERROR_CODES = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed"}
+ERROR_CODES = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed",
+               409: "conflict"}
 CUSTOMER_SUMMARY_FIELDS = ("id", "first_name", "last_name", "email", "phone", "tier", "points",
                            "consent", "updated_at")
 CUSTOMER_LIMIT = (20, 100)  # (default, maximum)
@@ -20,6 +25,8 @@ PRODUCT_LIMIT = (100, 500)
 GTIN_LENGTHS = (8, 12, 13, 14)  # EAN-8, UPC-A, EAN-13, GTIN-14
 # Below this many significant digits a phone search would match almost every member.
 MIN_PHONE_DIGITS = 6
+CART_QUANTITY = (1, 99)
+IDEMPOTENCY_KEY_LENGTH = (1, 100)
 
 
 class ApiError(Exception):
@@ -30,8 +37,12 @@ class ApiError(Exception):
         self.status, self.code, self.message = status, code, message
 
 
-def create_app(data: StoreData, api_key: str, jwks: dict | None = None) -> Flask:
-    """Build the API over `data`; every route except /healthz and the JWKS needs `api_key`."""
+def create_app(data: StoreData, api_key: str, jwks: dict | None = None, *,
+               clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> Flask:
+    """Build the API over `data`; every route except /healthz and the JWKS needs `api_key`.
+
+    `data` is never changed: carts changed through the API live in this app only (`clock`
+    stamps them), so two apps over the same data do not see each other's carts."""
     if not api_key:
         raise ValueError("api_key must be a non-empty string: an empty key would let every request in")
     app = Flask(__name__)
@@ -44,6 +55,7 @@ def create_app(data: StoreData, api_key: str, jwks: dict | None = None) -> Flask
     gtins = sorted(products)
     listings = [_listing(products[g]) for g in gtins]
     expected_key = api_key.encode()
+    carts = LiveCarts(clock)
 
     @app.before_request
     def require_api_key() -> Response | None:
@@ -76,14 +88,25 @@ def create_app(data: StoreData, api_key: str, jwks: dict | None = None) -> Flask
         profile = customers.get(customer_id.upper())
         if profile is None:
             raise ApiError(404, "not_found", f"No customer with id {customer_id!r}.")
-        return profile
+        return carts.overlay(profile)
+
+    @app.post(f"{API}/customers/<customer_id>/cart/items")
+    def add_cart_item(customer_id: str):
+        gtin, quantity, key = _cart_item_request(request.get_json(silent=True))
+        profile = customers.get(customer_id.upper())
+        if profile is None:
+            raise ApiError(404, "not_found", f"No customer with id {customer_id!r}.")
+        found = products.get(gtin)
+        if found is None:
+            raise ApiError(404, "not_found", f"No product with GTIN {gtin}.")
+        return {"cart": carts.add(profile, found, quantity, key)}
 
     @app.get(f"{API}/customers")
     def customer_search():
         limit = _limit(*CUSTOMER_LIMIT)
         query = request.args.get("q", "").strip()
         matches = (c for c, haystack, phone in search_index if _matches(query, haystack, phone))
-        items = [{field: c[field] for field in CUSTOMER_SUMMARY_FIELDS} for c in matches]
+        items = [{field: live[field] for field in CUSTOMER_SUMMARY_FIELDS} for live in map(carts.overlay, matches)]
         return {"items": items[:limit]}
 
     @app.get(f"{API}/products")
@@ -112,6 +135,72 @@ def create_app(data: StoreData, api_key: str, jwks: dict | None = None) -> Flask
 
     _register_error_handlers(app)
     return app
+
+
+class LiveCarts:
+    """Carts changed through the API, laid over the seeded ones. The seeded StoreData is shared
+    and immutable by convention, so a customer's cart is copied on its first change."""
+
+    def __init__(self, clock: Callable[[], datetime]):
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._carts: dict[str, dict] = {}
+        # idempotency key → (what was asked, the cart answered): a retry gets the first answer.
+        self._answers: dict[str, tuple[tuple[str, str, int], dict]] = {}
+
+    def overlay(self, profile: dict) -> dict:
+        """The profile with its live cart; `updated_at` moves with it (the latest change anywhere)."""
+        with self._lock:
+            cart = self._carts.get(profile["id"])
+        if cart is None:
+            return profile
+        return {**profile, "cart": cart, "updated_at": max(profile["updated_at"], cart["updated_at"])}
+
+    def add(self, profile: dict, product: dict, quantity: int, key: str) -> dict:
+        asked = (profile["id"], product["gtin"], quantity)
+        with self._lock:
+            if key in self._answers:
+                first_asked, answer = self._answers[key]
+                if first_asked != asked:
+                    raise ApiError(409, "conflict", "This idempotency_key was already used for another cart line; "
+                                                    "send a new key for a new line.")
+                return answer
+            current = self._carts.get(profile["id"]) or profile["cart"]
+            cart = {"updated_at": iso(self._clock()), "items": _with_line(current["items"], product, quantity)}
+            self._carts[profile["id"]] = cart
+            self._answers[key] = (asked, cart)
+            return cart
+
+
+def _with_line(items: list[dict], product: dict, quantity: int) -> list[dict]:
+    """A new list (earlier answers stay as they were): the product's line grows, or is appended."""
+    lines = copy.deepcopy(items)
+    for line in lines:
+        if line["gtin"] == product["gtin"]:
+            line["quantity"] += quantity
+            return lines
+    return lines + [{"gtin": product["gtin"], "name": product["name"], "quantity": quantity,
+                     "price": product["price"]}]
+
+
+def _cart_item_request(body: Any) -> tuple[str, int, str]:
+    """(GTIN-14, quantity, idempotency key) from a POST body, or a 400 saying what to send."""
+    if not isinstance(body, dict):
+        raise ApiError(400, "bad_request", 'Send a JSON object: {"gtin": "...", "quantity": 1, '
+                                           '"idempotency_key": "..."} with Content-Type: application/json.')
+    gtin = body.get("gtin")
+    if not isinstance(gtin, str):
+        raise ApiError(400, "bad_request", "gtin is required: a string of 8, 12, 13 or 14 digits.")
+    quantity = body.get("quantity", 1)
+    low, high = CART_QUANTITY
+    if not isinstance(quantity, int) or isinstance(quantity, bool) or not low <= quantity <= high:
+        raise ApiError(400, "bad_request", f"quantity must be a whole number from {low} to {high}.")
+    key = body.get("idempotency_key")
+    shortest, longest = IDEMPOTENCY_KEY_LENGTH
+    if not isinstance(key, str) or not shortest <= len(key) <= longest:
+        raise ApiError(400, "bad_request", f"idempotency_key is required: a string of {shortest} to {longest} "
+                                           "characters, the same on every retry of this line.")
+    return _normalise_gtin(gtin), quantity, key
 
 
 def _haystack(customer: dict) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -326,6 +327,125 @@ def test_stores_include_s001_and_two_nearby_stores(get):
     assert [s["id"] for s in body["items"]][:3] == ["s001", "s002", "s003"]
 
 
+# --- adding to the online cart ---------------------------------------------------------------
+
+CART_NOW = datetime(2026, 11, 22, 10, 15, 4, tzinfo=timezone.utc)
+BOMBER = "04280753005576"  # on M0001's wishlist, not in her cart
+
+
+@pytest.fixture
+def cart_client(data):
+    """A fresh app per test: carts changed through the API live in the app."""
+    return create_app(data, API_KEY, clock=lambda: CART_NOW).test_client()
+
+
+def add_line(client, member="M0001", **body):
+    response = client.post(f"/api/v1/customers/{member}/cart/items", json=body, headers=AUTH)
+    return response.status_code, response.get_json()
+
+
+def test_adding_a_product_appends_a_line_and_the_profile_shows_the_new_cart(cart_client, data):
+    seeded = data.customers[0]["cart"]["items"]
+    status, body = add_line(cart_client, gtin=BOMBER[1:], quantity=1, idempotency_key="tap-1")
+    assert status == 200
+    assert body["cart"]["updated_at"] == "2026-11-22T10:15:04Z"
+    assert body["cart"]["items"] == seeded + [{"gtin": BOMBER, "name": "Recycled Nylon Bomber, Sand",
+                                               "quantity": 1, "price": 45.95}]
+    jane = cart_client.get("/api/v1/customers/M0001", headers=AUTH).get_json()
+    assert jane["cart"] == body["cart"]
+    assert jane["updated_at"] == "2026-11-22T10:15:04Z"
+    summary = cart_client.get("/api/v1/customers", query_string={"q": "coop"}, headers=AUTH).get_json()
+    assert summary["items"][0]["updated_at"] == "2026-11-22T10:15:04Z"
+
+
+def test_adding_a_product_already_in_the_cart_raises_its_quantity(cart_client, data):
+    line = data.customers[0]["cart"]["items"][1]
+    _, body = add_line(cart_client, gtin=line["gtin"], quantity=2, idempotency_key="tap-1")
+    assert len(body["cart"]["items"]) == len(data.customers[0]["cart"]["items"])
+    assert body["cart"]["items"][1] == dict(line, quantity=line["quantity"] + 2)
+
+
+def test_quantity_defaults_to_one(cart_client):
+    _, body = add_line(cart_client, gtin=BOMBER, idempotency_key="tap-1")
+    assert body["cart"]["items"][-1]["quantity"] == 1
+
+
+def test_the_same_idempotency_key_adds_once_and_answers_the_same(cart_client):
+    first = add_line(cart_client, gtin=BOMBER, quantity=1, idempotency_key="tap-1")
+    again = add_line(cart_client, gtin=BOMBER, quantity=1, idempotency_key="tap-1")
+    assert first == again
+    jane = cart_client.get("/api/v1/customers/M0001", headers=AUTH).get_json()
+    assert [line["quantity"] for line in jane["cart"]["items"] if line["gtin"] == BOMBER] == [1]
+    _, another_tap = add_line(cart_client, gtin=BOMBER, quantity=1, idempotency_key="tap-2")
+    assert [line["quantity"] for line in another_tap["cart"]["items"] if line["gtin"] == BOMBER] == [2]
+
+
+def test_a_key_reused_for_another_line_is_a_409(cart_client):
+    add_line(cart_client, gtin=BOMBER, quantity=1, idempotency_key="tap-1")
+    status, body = add_line(cart_client, gtin=BOMBER, quantity=3, idempotency_key="tap-1")
+    assert status == 409 and body["error"]["code"] == "conflict"
+    status, _ = add_line(cart_client, member="M0003", gtin=BOMBER, quantity=1, idempotency_key="tap-1")
+    assert status == 409
+
+
+@pytest.mark.parametrize("member, gtin", [("M9999", BOMBER), ("M0001", "96385074")],
+                         ids=["unknown-customer", "unknown-product"])
+def test_unknown_customer_or_product_is_a_json_404_and_changes_nothing(cart_client, data, member, gtin):
+    status, body = add_line(cart_client, member=member, gtin=gtin, quantity=1, idempotency_key="tap-1")
+    assert status == 404 and body["error"]["code"] == "not_found"
+    jane = cart_client.get("/api/v1/customers/M0001", headers=AUTH).get_json()
+    assert jane["cart"] == data.customers[0]["cart"]
+
+
+@pytest.mark.parametrize("body", [
+    None, [], {"quantity": 1, "idempotency_key": "k"}, {"gtin": 4280753005576, "idempotency_key": "k"},
+    {"gtin": "12345", "idempotency_key": "k"}, {"gtin": BOMBER, "quantity": 0, "idempotency_key": "k"},
+    {"gtin": BOMBER, "quantity": 100, "idempotency_key": "k"},
+    {"gtin": BOMBER, "quantity": "1", "idempotency_key": "k"},
+    {"gtin": BOMBER, "quantity": True, "idempotency_key": "k"},
+    {"gtin": BOMBER, "quantity": 1.5, "idempotency_key": "k"},
+    {"gtin": BOMBER}, {"gtin": BOMBER, "idempotency_key": ""}, {"gtin": BOMBER, "idempotency_key": "k" * 101},
+    {"gtin": BOMBER, "idempotency_key": 7},
+], ids=["no-json", "list", "no-gtin", "gtin-number", "gtin-short", "quantity-0", "quantity-100", "quantity-text",
+        "quantity-bool", "quantity-fraction", "no-key", "key-empty", "key-too-long", "key-number"])
+def test_a_malformed_cart_request_is_a_json_400(cart_client, data, body):
+    kwargs = {"data": "not json", "content_type": "application/json"} if body is None else {"json": body}
+    response = cart_client.post("/api/v1/customers/M0001/cart/items", headers=AUTH, **kwargs)
+    assert response.status_code == 400
+    assert response.get_json()["error"]["code"] == "bad_request"
+    jane = cart_client.get("/api/v1/customers/M0001", headers=AUTH).get_json()
+    assert jane["cart"] == data.customers[0]["cart"]
+
+
+def test_adding_to_a_cart_needs_the_api_key_and_post(cart_client):
+    response = cart_client.post("/api/v1/customers/M0001/cart/items",
+                                json={"gtin": BOMBER, "quantity": 1, "idempotency_key": "k"})
+    assert response.status_code == 401
+    response = cart_client.get("/api/v1/customers/M0001/cart/items", headers=AUTH)
+    assert response.status_code == 405 and "POST" in response.headers["Allow"]
+
+
+def test_cart_changes_leave_the_seeded_data_alone_and_stay_in_their_app(data):
+    before = build().customers[0]["cart"]
+    first = create_app(data, API_KEY, clock=lambda: CART_NOW).test_client()
+    add_line(first, gtin=BOMBER, quantity=1, idempotency_key="tap-1")
+    assert data.customers[0]["cart"] == before
+    other = create_app(data, API_KEY).test_client()
+    assert other.get("/api/v1/customers/M0001", headers=AUTH).get_json()["cart"] == before
+
+
+def test_concurrent_adds_with_distinct_keys_all_count(data):
+    app = create_app(data, API_KEY, clock=lambda: CART_NOW)
+
+    def tap(n):
+        add_line(app.test_client(), gtin=BOMBER, quantity=1, idempotency_key=f"tap-{n}")
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(tap, range(40)))
+    jane = app.test_client().get("/api/v1/customers/M0001", headers=AUTH).get_json()
+    assert [line["quantity"] for line in jane["cart"]["items"] if line["gtin"] == BOMBER] == [40]
+
+
 # --- errors -----------------------------------------------------------------------------
 
 def test_unknown_route_is_a_json_404_not_html(client):
@@ -350,7 +470,8 @@ def test_every_route_is_documented(app):
     text = re.sub(r"<[^>]+>", "<>", DOCS.read_text(encoding="utf-8"))
     for rule in app.url_map.iter_rules():
         if rule.endpoint != "static":
-            assert f"GET {re.sub(r'<[^>]+>', '<>', rule.rule)}" in text, rule.rule
+            for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+                assert f"{method} {re.sub(r'<[^>]+>', '<>', rule.rule)}" in text, (method, rule.rule)
 
 
 def test_documented_hero_profile_matches_the_seed(get):
