@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import signal
 import sys
 import time
 from pathlib import Path
 
 from protocol import jsonlog
-from protocol.cli import interrupt_on_sigterm, load_or_exit, settings_epilog
+from protocol.cli import interrupt_on_sigterm, load_or_exit, read_or_create_secret, settings_epilog
 from protocol.settings import ConfigError
 
 log = logging.getLogger("kiosk")
@@ -23,7 +25,7 @@ EXAMPLES = """examples:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from kiosk.config import SETTINGS, load_config
+    from kiosk.config import SETTINGS, load_config, load_keys
     parser = argparse.ArgumentParser(prog="python -m kiosk", description="An Omnikiosk shopper kiosk.",
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -48,34 +50,37 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{config.source}: ok (kiosk {config['device']} of store {config['store']}, "
               f"source {config['camera.source']}, {len(keys)} member token key(s))")
         return
-    jsonlog.setup("kiosk", config["log.level"])
-    run_kiosk(config, keys)
-
-
-def load_keys(path: str):
-    from protocol.tokens import KeySet
     try:
-        return KeySet.from_jwks(json.loads(Path(path).read_text()))
-    except OSError as exc:
-        raise ConfigError(f"cannot read tokens.jwks_file {path}: {exc.strerror}") from None
-    except ValueError as exc:
-        raise ConfigError(f"tokens.jwks_file {path}: {exc}") from None
+        token = read_or_create_secret(config["local_api.token_file"], "local API token")
+    except (ConfigError, OSError) as exc:
+        sys.exit(f"cannot read or create local_api.token_file {config['local_api.token_file']}: "
+                 f"{getattr(exc, 'strerror', None) or exc}")
+    jsonlog.setup("kiosk", config["log.level"])
+    run_kiosk(config, keys, token=token, config_path=args.config)
 
 
-def run_kiosk(config, keys) -> None:
+def stop_for_restart() -> None:
+    """systemd (Restart=always) starts the kiosk again; SIGTERM is the clean stop (interrupt_on_sigterm)."""
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def run_kiosk(config, keys, *, token: str | None = None, config_path: str | None = None) -> None:
+    """`token` switches on the local control API (and is sent to the agent); `config_path` is what
+    config.update rewrites."""
     from edge_agent.catalog import CatalogCache
     from edge_agent.outbox import Outbox, open_device_db
     from kiosk.camera import open_source
+    from kiosk.control import KioskControl
+    from kiosk.hub_requests import HubRequests
     from kiosk.loop import ScanLoop
     from kiosk.shopper import Shopper
-    from kiosk.hub_requests import HubRequests
     from kiosk.web import Screen, create_app
 
     outbox = Outbox(open_device_db(config["outbox.path"]), store=config["store"], device=config["device"])
     catalog = CatalogCache(open_device_db(config["catalog.path"]))
     screen = Screen()
     shopper = Shopper(outbox=outbox, keys=keys, screen=screen.show, notice=screen.notice, catalog=catalog,
-                      hub=HubRequests(config["agent.url"], timeout_s=config["agent.timeout_s"]),
+                      hub=HubRequests(config["agent.url"], timeout_s=config["agent.timeout_s"], token=token or ""),
                       store=config["store"], idle_timeout_s=config["session.idle_timeout_s"],
                       issuer=config["tokens.issuer"], leeway_s=config["tokens.leeway_s"])
     try:
@@ -97,34 +102,43 @@ def run_kiosk(config, keys) -> None:
                     debounce_s=config["scan.debounce_s"], confirm_window_s=config["scan.confirm_window_s"],
                     on_camera_state=camera_state)
 
+    from importlib.metadata import version as dist_version
+    version = dist_version("omnikiosk")
+
     def health():
-        return {"camera": loop.stats["camera"], "outbox_depth": outbox.stats()["depth"],
-                "catalog_version": catalog.version,
-                "session_active": shopper.session is not None}
+        # What the edge agent reports as telemetry; nothing about the shopper beyond "a session is on".
+        return {"camera": loop.stats["camera"], "scan_fps": loop.scan_fps(), "decode_ms": loop.stats["decode_ms"],
+                "session_active": shopper.session is not None, "outbox_depth": outbox.stats()["depth"],
+                "catalog_version": catalog.version, "version": version}
 
     def metrics():
         rows = [f'omnikiosk_kiosk_scans_total{{outcome="{k}"}} {v}' for k, v in shopper.counters.items()]
         rows += [f"omnikiosk_kiosk_frames_total {loop.stats['frames']}",
+                 f"omnikiosk_kiosk_scan_fps {loop.scan_fps()}",
                  f"omnikiosk_kiosk_decode_ms {loop.stats['decode_ms']}",
                  f"omnikiosk_kiosk_outbox_depth {outbox.stats()['depth']}"]
         return "\n".join(rows) + "\n"
 
+    control = KioskControl(config, path=config_path, environ=os.environ, loop=loop, shopper=shopper, screen=screen)
     app, socketio = create_app(config, screen=screen, on_done=lambda: shopper.end_session("done"),
                                on_assist=lambda gtin: shopper.request_assistance(gtin, time.monotonic()),
                                on_send_to_cart=lambda gtin: shopper.send_to_cart(gtin, time.monotonic()),
-                               health=health, metrics=metrics)
+                               health=health, metrics=metrics, api_token=token, control=control,
+                               on_restart=stop_for_restart)
     loop.start()
     url = f"http://127.0.0.1:{config['web.port']}/"
     log.info("kiosk started", extra={"device": config["device"], "url": url, "source": config["camera.source"]})
     interrupt_on_sigterm()
     try:
         # The shopper page is for the screen attached to this device only.
+        # So is the control API: only the edge agent on this device calls it.
         socketio.run(app, host="127.0.0.1", port=config["web.port"], allow_unsafe_werkzeug=True,
                      log_output=False, use_reloader=False)
     except KeyboardInterrupt:
         log.info("%s stopping on a signal", "kiosk")
     finally:
         loop.stop()
+        shopper.end_session("stopped")  # a restart (IT's command, an update) closes the session on record
         log.info("kiosk stopped")
 
 

@@ -18,10 +18,10 @@ from typing import Any, Callable
 import segno
 
 from edge_agent.catalog import CatalogCache
-from edge_agent.outbox import Outbox
+from edge_agent.outbox import Outbox, OutboxFull
 from kiosk.decode import Code
 from kiosk.hub_requests import TILL_FALLBACK, HubRequests
-from protocol.codes import MemberCandidate, Product, Unrecognised, classify
+from protocol.codes import MemberCandidate, Product, classify
 from protocol.tokens import KeySet, MemberClaims, verify_member_token
 
 log = logging.getLogger("kiosk")
@@ -35,6 +35,8 @@ FRIENDLY = {
     "bad_check_digit": "We couldn't read that barcode cleanly. Please try again.",
 }
 FRIENDLY_DEFAULT = "That code isn't one we know. Try a product barcode or your member QR."
+# The outbox is at its bound with nothing it may drop: nothing new can be recorded, so nothing is shown.
+PAUSED = "This kiosk can't take scans right now — please ask a colleague"
 TOKEN_REJECTION_DEFAULT = "We couldn't check that member code. Please ask a colleague."
 
 
@@ -55,6 +57,10 @@ def qr_data_uri(text: str) -> str:
 def _with_codes(offers: list[dict[str, Any]]) -> list[dict[str, Any]]:
     keep = ("id", "title", "text", "code")
     return [{**{k: o.get(k) for k in keep}, "code_qr": qr_data_uri(str(o["code"]))} for o in offers if o.get("code")]
+
+
+def _points(from_hub: Any, from_token: int | None) -> int | None:
+    return from_hub if isinstance(from_hub, int) and not isinstance(from_hub, bool) else from_token
 
 
 class Shopper:
@@ -80,18 +86,24 @@ class Shopper:
         self.session: ShopperSession | None = None
         self._used_app_tokens: dict[str, tuple[str, int]] = {}  # jti → (session id, exp)
         self.counters = {"scans": 0, "members": 0, "products": 0, "unknown_products": 0, "rejected": 0,
-                         "sessions": 0, "assists": 0, "carts": 0}
+                         "sessions": 0, "assists": 0, "carts": 0, "outbox_full": 0}
 
     def scan(self, code: Code, now: float) -> dict[str, Any]:
         """Handle one (already debounced) code; returns the screen shown."""
         with self._lock:
             self.counters["scans"] += 1
             result = classify(code.symbology, code.text)
-            if isinstance(result, MemberCandidate):
-                return self._member(result.token, code, now)
-            if isinstance(result, Product):
-                return self._product(result, now)
-            return self._reject(result.reason, "code", code.symbology, now)
+            try:
+                if isinstance(result, MemberCandidate):
+                    return self._member(result.token, code, now)
+                if isinstance(result, Product):
+                    return self._product(result, now)
+                return self._reject(result.reason, "code", code.symbology, now)
+            except OutboxFull as exc:
+                # Nothing a shopper sees may go unrecorded: say so plainly instead of showing a result.
+                self.counters["outbox_full"] += 1
+                log.error("scan not recorded: the outbox is full", extra={"detail": str(exc)})
+                return self._show({"view": "unavailable", "message": PAUSED})
 
     def _member(self, token: str, code: Code, now: float) -> dict[str, Any]:
         wall = self._wall_clock()
@@ -111,9 +123,12 @@ class Shopper:
                                            "typ": claims.typ})
         self.counters["members"] += 1
         log.info("member checked in", extra={"session": session.id, "typ": claims.typ})
-        answer = self.hub.member_offers(claims.member) if self.hub else None
+        answer = self.hub.member_welcome(claims.member) if self.hub else None
+        # The hub's figures are fresher (points change online); the signed token's stand in when it is away.
         return self._show({
-            "view": "member", "first_name": claims.given_name, "tier": claims.tier, "points": claims.points,
+            "view": "member", "first_name": (answer or {}).get("first_name") or claims.given_name,
+            "tier": (answer or {}).get("tier") or claims.tier,
+            "points": _points((answer or {}).get("points"), claims.points),
             "offers": _with_codes(answer.get("offers", [])) if answer else [],
             "offers_note": None if answer else TILL_FALLBACK,
             "wishlist_here": [{"name": w.get("name"), "location": w.get("location")}
@@ -125,6 +140,8 @@ class Shopper:
         self.outbox.append("scan.product", {"session": session.id, "gtin": product.gtin, "source": product.source})
         self.counters["products"] += 1
         details = self.catalog.product(product.gtin, self.store) if self.catalog else None
+        if details is None and self.hub:
+            details = self.hub.product_detail(product.gtin)  # newer than this kiosk's catalog, if the hub is there
         member = session.member
         view: dict[str, Any] = {
             "view": "product", "gtin": product.gtin, "known": details is not None,
@@ -153,7 +170,12 @@ class Shopper:
                 data["gtin"] = gtin
             if session.member:
                 data["member"] = session.member.member
-            self.outbox.append("assist.requested", data)
+            try:
+                self.outbox.append("assist.requested", data)
+            except OutboxFull:
+                self.counters["outbox_full"] += 1
+                self.notice("error", PAUSED)
+                return
             self.counters["assists"] += 1
         self.notice("assist", "A colleague is on the way")
 
@@ -165,9 +187,19 @@ class Shopper:
                 self.notice("error", "Scan your member QR first to use your online cart")
                 return
             session.last_activity = now
-            self.outbox.append("cart.sent", {"session": session.id, "gtin": gtin, "member": session.member.member})
+            member = session.member.member
+            try:
+                event = self.outbox.append("cart.sent", {"session": session.id, "gtin": gtin, "member": member})
+            except OutboxFull:
+                self.counters["outbox_full"] += 1
+                self.notice("error", PAUSED)
+                return
             self.counters["carts"] += 1
-        self.notice("cart", "Sent to your online cart")
+        # The event alone will reach the hub, which adds the line; asking now only says whether it is there yet.
+        # The event id keys the line, so both paths together add it once.
+        status = self.hub.cart_add(member, gtin, event.id) if self.hub else None
+        self.notice("cart", "Sent to your online cart" if status == "added" else
+                    "It will be in your online cart in a moment")
 
     def _reject(self, reason: str, kind: str, symbology: str, now: float) -> dict[str, Any]:
         # The reason and the kind of code, never the payload: it may be someone's personal data.
@@ -193,7 +225,10 @@ class Shopper:
         """`done` (the shopper tapped Done) or `idle`; the screen forgets everything."""
         with self._lock:
             if self.session is not None:
-                self.outbox.append("session.ended", {"session": self.session.id, "reason": reason})
+                try:
+                    self.outbox.append("session.ended", {"session": self.session.id, "reason": reason})
+                except OutboxFull:
+                    self.counters["outbox_full"] += 1  # the session ends on screen all the same
                 log.info("session ended", extra={"session": self.session.id, "reason": reason})
                 self.session = None
             self._show({"view": "idle"})

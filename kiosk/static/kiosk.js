@@ -1,5 +1,5 @@
-/* Omnikiosk shopper screen: shows what the kiosk's own server says ("screen" and "notice" events) and
- * sends "done", "assist" and "send_to_cart".
+/* Omnikiosk shopper screen: shows what the kiosk's own server says ("screen", "notice" and "banner"
+ * events; "reload" loads the page again) and sends "done", "assist" and "send_to_cart".
  * Every text from data goes in through textContent; images only as data: URIs or same-origin paths.
  * No inline script or style: brand colours come from data-* and are set on element.style.
  * Any field may be missing or null (older servers): the screen then leaves that part out.
@@ -665,6 +665,38 @@
     if (personal(current)) armIdleTimer();
   }
 
+  /* ---------------- IT's banner ("Store closes in 10 minutes") ---------------- */
+
+  var bannerEl = byId("banner");
+  var bannerTimer = null;
+  var LONG_BANNER = 90; // characters: a longer message gets a smaller type so it stays within three lines
+
+  function hideBanner() {
+    if (bannerTimer) { clearTimeout(bannerTimer); bannerTimer = null; }
+    bannerEl.classList.remove("is-shown", "is-long");
+    text("banner-text", "");
+    app.classList.remove("has-banner");
+    if (current === "product") requestAnimationFrame(fitReviews);
+  }
+
+  /** {"text", "until_ms"}: shown over whatever view is on, until until_ms by this page's clock
+   *  (the server sends it again after a reload; a time already past shows nothing). */
+  function showBanner(payload) {
+    var p = obj(payload) || {};
+    var message = tidy(str(p.text));
+    var until = num(p.until_ms);
+    var left = until === null ? 0 : until - Date.now();
+    if (!message || left <= 0) { hideBanner(); return; }
+    if (bannerTimer) clearTimeout(bannerTimer);
+    bannerEl.classList.toggle("is-long", message.length > LONG_BANNER);
+    text("banner-text", message);
+    bannerEl.classList.add("is-shown");
+    app.classList.add("has-banner");
+    bannerTimer = setTimeout(hideBanner, Math.min(left, 0x7fffffff));
+    // less room for the view: the product screen fits its reviews again
+    if (current === "product") requestAnimationFrame(fitReviews);
+  }
+
   /* ---------------- buttons ---------------- */
 
   var pending = {};
@@ -769,6 +801,9 @@
     });
     socket.on("screen", onScreen);
     socket.on("notice", showNotice);
+    socket.on("banner", showBanner);
+    // New brand settings: load the page again; on connecting the server sends the view and banner back.
+    socket.on("reload", function () { location.reload(); });
   }
 
   applyBrand();
