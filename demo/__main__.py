@@ -80,11 +80,8 @@ def run(state: Path) -> None:
         store.start()
         print(store.banner(), flush=True)
         while True:
-            for name, process in store.processes.items():
-                if process.poll() is not None:
-                    print(f"{name} exited with {process.returncode}; see {state / 'logs' / (name + '.log')}",
-                          file=sys.stderr)
-                    raise KeyboardInterrupt
+            for name in store.supervise():
+                print(f"{name} exited; started it again (as systemd would on a device)", flush=True)
             time.sleep(1)
     except KeyboardInterrupt:
         print("\nstopping …", flush=True)

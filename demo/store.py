@@ -21,6 +21,7 @@ import requests
 
 from demo.broker import Broker, free_port
 from demo.issuer import Issuer
+from protocol.settings import to_toml
 
 STORE = "s001"
 STORE_NAME = "Omnikiosk Demo Store — Amsterdam Centraal"
@@ -53,8 +54,11 @@ class DemoStore:
     online_port: int = 8010
     broker_port: int = 1883
     kiosk_ports: dict[str, int] = field(default_factory=dict)
+    agent_ports: dict[str, int] = field(default_factory=dict)
     scan_fps: float = 5.0
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+    commands: dict[str, list[str]] = field(default_factory=dict)
+    restarts: dict[str, list[float]] = field(default_factory=dict)
     broker: Broker | None = None
 
     def __post_init__(self):
@@ -90,6 +94,7 @@ class DemoStore:
         self.broker_port = port_or_free(self.broker_port)
         for index, device in enumerate(self.kiosks):
             self.kiosk_ports[device] = port_or_free(self.kiosk_ports.get(device, 8081 + index))
+            self.agent_ports[device] = port_or_free(self.agent_ports.get(device, 8091 + index))
         self.broker = Broker(self.root / "broker", STORE, list(self.kiosks), port=self.broker_port)
         self.broker.write_files()
         issuer = Issuer.load_or_create(self.issuer_key)
@@ -112,21 +117,22 @@ class DemoStore:
         hub_store.db.conn.close()
         from demo import seed
         from demo.catalog_feed import catalog_feed
-        from edge_agent.catalog import CatalogCache
-        from edge_agent.outbox import open_device_db
-        feed = catalog_feed(seed.build())
+        from hub.catalog import HubCatalog
+        # The hub's catalog, as the online store's catalog feed fills it (the connector of a later issue);
+        # every kiosk's agent then syncs its own catalog.db from the hub over MQTT.
+        hub_catalog = HubCatalog(open_hub_db(self.root / "hub" / "hub.db"))
+        hub_catalog.apply_feed(catalog_feed(seed.build()))
+        hub_catalog.db.conn.close()
         for device in self.kiosks:
             folder = self.kiosk_dir(device)
             self.camera_dir(device).mkdir(parents=True, exist_ok=True)
-            outbox = str(folder / "outbox.db")
-            # The agent keeps catalog.db in sync with the hub (a later issue); the demo seeds it.
-            catalog_db = open_device_db(folder / "catalog.db")
-            CatalogCache(catalog_db).replace_all(**feed)
-            catalog_db.conn.close()
+            outbox, catalog, token = (str(folder / name) for name in ("outbox.db", "catalog.db", "local-api.token"))
             self._write_toml(folder / "kiosk.toml", {
                 "store": STORE, "device": device,
                 "outbox": {"path": outbox},
-                "catalog": {"path": str(folder / "catalog.db")},
+                "catalog": {"path": catalog},
+                "agent": {"url": f"http://127.0.0.1:{self.agent_ports[device]}"},
+                "local_api": {"token_file": token},
                 "camera": {"source": f"folder:{self.camera_dir(device)}"},
                 "scan": {"fps": self.scan_fps},
                 "tokens": {"jwks_file": str(self.jwks_file), "issuer": issuer.issuer},
@@ -137,18 +143,24 @@ class DemoStore:
                 "store": STORE, "device": device,
                 "mqtt": {"host": "127.0.0.1", "port": self.broker_port,
                          "password_file": str(self.broker.password_file_for(device))},
-                "outbox": {"path": outbox},
+                "outbox": {"path": outbox, "max_mb": 64},
+                "catalog": {"path": catalog},
+                "api": {"port": self.agent_ports[device]},
+                "kiosk": {"url": f"http://127.0.0.1:{self.kiosk_ports[device]}"},
+                "local_api": {"token_file": token},
+                "telemetry": {"interval_s": 10.0},
             })
         (self.root / "demo.json").write_text(json.dumps({
             "hub_url": self.hub_url, "online_url": f"http://127.0.0.1:{self.online_port}",
             "broker": f"127.0.0.1:{self.broker_port}",
-            "kiosks": {d: {"url": self.kiosk_url(d), "camera": str(self.camera_dir(d))} for d in self.kiosks},
+            "kiosks": {d: {"url": self.kiosk_url(d), "camera": str(self.camera_dir(d)),
+                           "agent_api": f"http://127.0.0.1:{self.agent_ports[d]}/"} for d in self.kiosks},
         }, indent=2))
 
     @staticmethod
     def _write_toml(path: Path, document: dict) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(_to_toml(document))
+        path.write_text(to_toml(document))
 
     # --- processes
     def start(self, timeout: float = 60.0) -> "DemoStore":
@@ -168,14 +180,52 @@ class DemoStore:
             self._spawn(f"{device}-agent", ["-m", "edge_agent", "--config", str(self.kiosk_dir(device) / "agent.toml")])
             self._spawn(f"{device}-kiosk", ["-m", "kiosk", "run", "--config", str(self.kiosk_dir(device) / "kiosk.toml")])
         urls = [f"http://127.0.0.1:{self.online_port}/healthz", self.hub_url + "healthz",
-                *(self.kiosk_url(d) + "healthz" for d in self.kiosks)]
+                *(self.kiosk_url(d) + "healthz" for d in self.kiosks),
+                *(f"http://127.0.0.1:{self.agent_ports[d]}/healthz" for d in self.kiosks)]
         self.wait_ready(urls, timeout)
+        self.wait_for_catalogs(timeout)
+
+    def wait_for_catalogs(self, timeout: float) -> None:
+        """Every kiosk's agent has synced the hub's catalog (a product scan answers from it)."""
+        deadline = time.monotonic() + timeout
+        want = requests.get(self.hub_url + "healthz", timeout=2).json().get("catalog_version")
+        for device in self.kiosks:
+            while True:
+                try:
+                    have = requests.get(self.kiosk_url(device) + "healthz", timeout=1).json().get("catalog_version")
+                except (requests.RequestException, ValueError):
+                    have = None
+                if have == want:
+                    break
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{device} did not sync the catalog (version {have}, hub {want}); "
+                                       f"see {self.root / 'logs' / (device + '-agent.log')}")
+                time.sleep(0.1)
 
     def _spawn(self, name: str, args: list[str]) -> None:
         log = open(self.root / "logs" / f"{name}.log", "ab")
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.commands[name] = args
         self.processes[name] = subprocess.Popen([sys.executable, *args], stdout=log, stderr=subprocess.STDOUT,
                                                 env=env, start_new_session=True)
+
+    def supervise(self, *, burst: int = 5, window_s: float = 60.0) -> list[str]:
+        """Start again whatever exited, as systemd's Restart=always does on a device (a `restart`
+        command ends the agent or the kiosk on purpose). Returns the names restarted; raises
+        RuntimeError when one keeps dying (more than `burst` restarts within `window_s`)."""
+        restarted = []
+        for name, process in list(self.processes.items()):
+            if process.poll() is None:
+                continue
+            now = time.monotonic()
+            recent = [t for t in self.restarts.get(name, []) if now - t < window_s] + [now]
+            self.restarts[name] = recent
+            if len(recent) > burst:
+                raise RuntimeError(f"{name} keeps exiting (last status {process.returncode}); "
+                                   f"see {self.root / 'logs' / (name + '.log')}")
+            self._spawn(name, self.commands[name])
+            restarted.append(name)
+        return restarted
 
     def wait_ready(self, urls: list[str], timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -235,10 +285,3 @@ def _secret(path: Path) -> Path:
         path.write_text(secrets.token_urlsafe(32) + "\n")
         path.chmod(0o600)
     return path
-
-
-def _to_toml(document: dict, prefix: str = "") -> str:
-    """Enough TOML for our flat configs: scalars first, then one table per nested dict."""
-    scalars = [f"{k} = {json.dumps(v, ensure_ascii=False)}" for k, v in document.items() if not isinstance(v, dict)]
-    tables = [f"\n[{prefix}{k}]\n" + _to_toml(v, f"{prefix}{k}.") for k, v in document.items() if isinstance(v, dict)]
-    return "\n".join(scalars) + ("\n" if scalars else "") + "".join(tables)

@@ -1,4 +1,4 @@
-"""`python -m hub`: run the store hub, or manage staff accounts."""
+"""`python -m hub`: run the store hub, manage staff accounts, or send a device a command."""
 
 from __future__ import annotations
 
@@ -23,6 +23,10 @@ EXAMPLES = """examples:
   python -m hub staff list --config hub.toml
   python -m hub staff disable maria --config hub.toml
   python -m hub staff reset-password maria --config hub.toml
+  python -m hub command s001-k01 screen.message --arg text="Store closes in 10 minutes" --arg seconds=60 --config hub.toml
+  python -m hub command s001-k01 config.update --args '{"settings": {"scan.fps": 8}}' --config hub.toml
+  python -m hub command s001-k02 catalog.resync --config hub.toml
+  python -m hub command s001-k02 restart --arg target=kiosk --config hub.toml
 """
 
 
@@ -42,10 +46,22 @@ def main(argv: list[str] | None = None) -> None:
     staff.add_argument("--role", choices=ROLES, default="associate")
     staff.add_argument("--config", metavar="FILE", required=True)
     staff.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    command = sub.add_parser("command", help="send a command to a device and show its result",
+                             epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    command.add_argument("device", help="device id, e.g. s001-k01")
+    command.add_argument("name", metavar="COMMAND", help="config.update, catalog.resync, screen.message or restart")
+    command.add_argument("--arg", action="append", default=[], metavar="KEY=VALUE",
+                         help="one argument (VALUE read as JSON when it is JSON); repeat for more")
+    command.add_argument("--args", dest="args_json", metavar="JSON", help="all arguments as one JSON object")
+    command.add_argument("--wait", type=float, default=15.0, metavar="SECONDS",
+                         help="how long to wait for the device's answer (default 15; 0: do not wait)")
+    command.add_argument("--config", metavar="FILE", required=True)
     args = parser.parse_args(argv)
     config = load_or_exit(load_config, args.config)
     if args.command == "staff":
         sys.exit(staff_command(args, config))
+    if args.command == "command":
+        sys.exit(device_command(args, config))
     if args.check_config:
         print(f"{config.source}: ok (store {config['store']}, broker {config['mqtt.host']}:{config['mqtt.port']}, "
               f"web {config['web.host']}:{config['web.port']}, demo={config['demo']})")
@@ -101,6 +117,34 @@ def staff_command(args, config) -> int:
         return 1
     print(f"password of {args.username} changed")
     return 0
+
+
+def device_command(args, config) -> int:
+    import json
+
+    from hub.fleet import CommandNotSent, parse_args, send_command, wait_for_result
+    from protocol.cli import read_secret
+    from protocol.mqtt import BrokerLogin
+    try:
+        command_args = parse_args(args.arg, args.args_json)
+        login = BrokerLogin(host=config["mqtt.host"], port=config["mqtt.port"],
+                            username=config["mqtt.username"] or f"hub-{config['store']}",
+                            password=read_secret(config["mqtt.password_file"], "MQTT password"),
+                            tls_ca=config["mqtt.tls_ca"])
+        command_id = send_command(config, login, args.device, args.name, command_args)
+    except (ValueError, ConfigError, CommandNotSent) as exc:
+        print(f"command not sent: {exc}", file=sys.stderr)
+        return 2
+    print(f"sent {args.name} to {args.device} (id {command_id})", flush=True)
+    if args.wait <= 0:
+        return 0
+    result = wait_for_result(config["db.path"], command_id, timeout_s=args.wait)
+    if result is None:
+        print(f"no answer within {args.wait:g} s; the device answers when it is back online "
+              "(look for command.result events)", file=sys.stderr)
+        return 1
+    print(json.dumps(result, indent=2, ensure_ascii=False))
+    return 0 if result.get("ok") else 1
 
 
 def _ask_password() -> str:

@@ -12,9 +12,9 @@ import threading
 from datetime import datetime, timezone
 from typing import Any, Callable
 
-from hub.online import CustomerNotFound, OnlineStoreError
+from hub.profiles import ProfileSource
 from hub.store import HubStore
-from protocol.envelope import Envelope, format_ts, parse_ts
+from protocol.envelope import Envelope, parse_ts
 
 log = logging.getLogger("hub.arrivals")
 
@@ -105,9 +105,8 @@ class ArrivalDesk:
                  clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
         self.store = store
         self.hub_store = hub_store
-        self.online = online
+        self.profiles = ProfileSource(hub_store=hub_store, online=online, ttl_s=profile_ttl_s)
         self.emit = emit
-        self.profile_ttl_s = profile_ttl_s
         self.late_after_s = late_after_s
         self._clock = clock
         self._queue: "queue.Queue[Envelope | None]" = queue.Queue()
@@ -165,25 +164,6 @@ class ArrivalDesk:
         return card
 
     def _profile(self, member: str, now: datetime) -> tuple[dict[str, Any] | None, str, float | None]:
-        """Fresh cache first; else ask online within the budget; else the stale cache with its age."""
-        cached = self.hub_store.cached_profile(member)
-        age = (now - parse_ts(cached[1])).total_seconds() if cached else None
-        if cached and age is not None and age < self.profile_ttl_s:
-            self.counters["profile_cache"] += 1
-            return cached[0], "cache", age
-        try:
-            profile = self.online.customer(member)
-        except CustomerNotFound:
-            log.warning("member unknown to the online store", extra={"member": member})
-            self.counters["profile_unavailable"] += 1
-            return None, "unknown", None
-        except OnlineStoreError as exc:
-            log.warning("online store unavailable; using cache", extra={"error": exc.code, "cached": bool(cached)})
-            if cached:
-                self.counters["profile_cache"] += 1
-                return cached[0], "cache", age
-            self.counters["profile_unavailable"] += 1
-            return None, "unavailable", None
-        self.hub_store.cache_profile(member, profile, format_ts(now))
-        self.counters["profile_online"] += 1
-        return profile, "online", 0.0
+        profile, source, age = self.profiles.get(member, now)
+        self.counters[{"online": "profile_online", "cache": "profile_cache"}.get(source, "profile_unavailable")] += 1
+        return profile, source, age

@@ -21,6 +21,8 @@ SETTINGS = [
     Setting("mqtt.keepalive_s", 30, "MQTT keepalive in seconds", minimum=5),
     Setting("mqtt.session_expiry_s", 604800, "how long the broker queues events for the hub while it is down", minimum=0),
     Setting("mqtt.tls_ca", "", "CA certificate file; set it to use TLS (required outside loopback)"),
+    Setting("mqtt.reconnect_min_s", 1.0, "shortest wait before reconnecting (jittered, doubling per failure)", minimum=0.1),
+    Setting("mqtt.reconnect_max_s", 60.0, "longest wait before reconnecting", minimum=1),
     Setting("db.path", "/var/lib/omnikiosk/hub.db", "the hub's SQLite database"),
     Setting("web.host", "127.0.0.1", "address the staff web app listens on"),
     Setting("web.port", 8000, "port of the staff web app", minimum=1),
@@ -33,6 +35,11 @@ SETTINGS = [
     Setting("online.timeout_s", 0.8, "time budget for fetching a profile on arrival", minimum=0.05),
     Setting("profile.ttl_s", 900, "a cached profile younger than this is used without asking the online store", minimum=0),
     Setting("arrivals.late_after_s", 120, "a check-in older than this when it reaches the hub is shown as late", minimum=1),
+    Setting("requests.rate_per_s", 20.0, "requests a device may make per second (bursts up to requests.burst)",
+            minimum=0.1),
+    Setting("requests.burst", 40, "requests a device may make at once before the rate applies", minimum=1),
+    Setting("requests.workers", 4, "threads answering devices' requests", minimum=1),
+    Setting("requests.profile_budget_s", 0.2, "time to fetch a member's profile for a kiosk's answer", minimum=0.05),
     Setting("log.level", "INFO", "log level", choices=("DEBUG", "INFO", "WARNING", "ERROR")),
 ]
 

@@ -7,15 +7,16 @@ SQLite in WAL mode lets the readers read while the writer commits.
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import sqlite_utils
 
 from protocol.envelope import Envelope
+from protocol.sqlite import immediate, open_db
 
 
 def _m001_initial(db: sqlite_utils.Database) -> None:
@@ -41,19 +42,32 @@ def _m001_initial(db: sqlite_utils.Database) -> None:
                            pk="id")
 
 
+def _m002_catalog(db: sqlite_utils.Database) -> None:
+    from hub.catalog import create_catalog_tables
+    create_catalog_tables(db)
+
+
+def _m003_online_updates(db: sqlite_utils.Database) -> None:
+    from hub.online_updates import create_online_updates_tables
+    create_online_updates_tables(db)
+
+
+def _m004_device_telemetry(db: sqlite_utils.Database) -> None:
+    db["devices"].add_column("telemetry", str)
+    db["devices"].add_column("telemetry_ts", str)
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("001_initial", _m001_initial),
+    ("002_catalog", _m002_catalog),
+    ("003_online_updates", _m003_online_updates),
+    ("004_device_telemetry", _m004_device_telemetry),
 ]
 
 
 def open_hub_db(path: str | Path) -> sqlite_utils.Database:
-    conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=10)
-    conn.execute("PRAGMA journal_mode=WAL")
-    # Events are acknowledged to the broker after commit: that commit must survive a power cut.
-    conn.execute("PRAGMA synchronous=FULL")
-    conn.execute("PRAGMA busy_timeout=10000")
-    conn.execute("PRAGMA foreign_keys=ON")
-    return sqlite_utils.Database(conn)
+    """Events are acknowledged to the broker after commit: that commit must survive a power cut (FULL)."""
+    return open_db(path, foreign_keys=True)
 
 
 def migrate(db: sqlite_utils.Database) -> list[str]:
@@ -64,16 +78,11 @@ def migrate(db: sqlite_utils.Database) -> list[str]:
     for name, step in MIGRATIONS:
         if name in applied:
             continue
-        db.conn.execute("BEGIN IMMEDIATE")
-        try:
+        with immediate(db.conn):
             if db.execute("SELECT 1 FROM _migrations WHERE name = ?", [name]).fetchone() is None:
                 step(db)
                 db.execute("INSERT INTO _migrations VALUES (?, ?)", [name, _now()])
                 done.append(name)
-            db.conn.execute("COMMIT")
-        except BaseException:
-            db.conn.execute("ROLLBACK")
-            raise
     return done
 
 
@@ -89,8 +98,11 @@ class HubStore:
         self._lock = threading.RLock()
         migrate(db)
 
-    def transaction(self):
-        return _Transaction(self)
+    @contextmanager
+    def transaction(self) -> Iterator["HubStore"]:
+        """BEGIN IMMEDIATE … COMMIT under the store's lock; rolls back on any error."""
+        with immediate(self.db.conn, self._lock):
+            yield self
 
     # --- ingest (called by the single writer, inside `transaction()`)
     def insert_event(self, envelope: Envelope, received_at: str) -> bool:
@@ -109,17 +121,26 @@ class HubStore:
             [received_at, topic[:200], device[:64], reason, detail[:200], size])
 
     def update_device_counts(self, device: str, store: str, *, last_seen: str, max_seq: int,
-                             events: int, duplicates: int, gaps: int) -> None:
+                             events: int, duplicates: int) -> None:
+        """`gaps` is what is missing below the highest seq seen: events a device dropped, or that are
+        still on their way (a resend arrives after later events). It shrinks as late ones arrive."""
         self.db.execute(
             "INSERT INTO devices (id, store, last_seen, last_seq, events, duplicates, gaps) VALUES (?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT(id) DO UPDATE SET last_seen = excluded.last_seen, "
             "last_seq = max(devices.last_seq, excluded.last_seq), events = devices.events + excluded.events, "
-            "duplicates = devices.duplicates + excluded.duplicates, gaps = devices.gaps + excluded.gaps",
-            [device, store, last_seen, max_seq, events, duplicates, gaps])
+            "duplicates = devices.duplicates + excluded.duplicates, "
+            "gaps = max(0, max(devices.last_seq, excluded.last_seq) - devices.events - excluded.events)",
+            [device, store, last_seen, max_seq, events, duplicates, max(0, max_seq - events)])
 
-    def device_last_seq(self, device: str) -> int:
-        row = self.db.execute("SELECT last_seq FROM devices WHERE id = ?", [device]).fetchone()
-        return row[0] if row else 0
+    def update_device_telemetry(self, device: str, store: str, report: dict[str, Any], seen: str) -> bool:
+        """Keep a device's latest health report; an older one (replayed after an outage) does not win."""
+        ts = str(report.get("ts", ""))[:40]
+        cursor = self.db.execute(
+            "INSERT INTO devices (id, store, telemetry, telemetry_ts, last_seen) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT(id) DO UPDATE SET telemetry = excluded.telemetry, telemetry_ts = excluded.telemetry_ts, "
+            "last_seen = excluded.last_seen WHERE devices.telemetry_ts IS NULL OR excluded.telemetry_ts > devices.telemetry_ts",
+            [device, store, json.dumps(report, separators=(",", ":")), ts, seen])
+        return cursor.rowcount == 1
 
     def update_device_status(self, device: str, store: str, status: dict[str, Any], seen: str) -> bool:
         """Record presence unless it comes from an older session than the one we know."""
@@ -210,23 +231,3 @@ class HubStore:
         with self._lock:
             self.db["audit_log"].insert({"ts": _now(), "actor": actor, "action": action, "subject": subject,
                                          "detail": detail})
-
-
-class _Transaction:
-    """BEGIN IMMEDIATE … COMMIT under the store's lock; rolls back on any error."""
-
-    def __init__(self, store: HubStore):
-        self.store = store
-
-    def __enter__(self) -> HubStore:
-        self.store._lock.acquire()
-        self.store.db.conn.execute("BEGIN IMMEDIATE")
-        return self.store
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        try:
-            self.store.db.conn.execute("ROLLBACK" if exc_type else "COMMIT")
-        finally:
-            self.store._lock.release()
-
-

@@ -6,13 +6,13 @@ import json
 import signal
 import subprocess
 import sys
-import threading
 import time
+from datetime import datetime, timezone
 
 import paho.mqtt.client as mqtt
 import pytest
+from conftest import DEVICES, STORE, login_for, raw_client, wait_for
 
-from conftest import DEVICES, STORE, login_for, wait_for
 from demo.broker import free_port
 from edge_agent.agent import EdgeAgent
 from edge_agent.outbox import Outbox, open_device_db
@@ -21,7 +21,6 @@ from hub.store import HubStore, open_hub_db
 from protocol.envelope import make_envelope
 from protocol.mqtt import build_client, connect
 from protocol.topics import Topics
-from datetime import datetime, timezone
 
 
 def start_hub(broker, tmp_path):
@@ -77,7 +76,7 @@ def test_redelivered_event_is_counted_as_duplicate_not_stored_twice(broker, tmp_
     device = DEVICES[1]
     envelope = make_envelope(store=STORE, device=device, type="session.started", seq=1,
                              data={"session": "s-9"}, now=datetime.now(timezone.utc))
-    client = _raw_client(broker, device)
+    client = raw_client(broker, device)
     for _ in range(3):
         client.publish(Topics(STORE).events(device), envelope.to_json(), qos=1).wait_for_publish(5)
     wait_for(lambda: ingest.counters.duplicates == 2, what="two duplicates counted")
@@ -91,7 +90,7 @@ def test_device_cannot_publish_under_another_devices_topic(broker, tmp_path):
     intruder, victim = DEVICES
     forged = make_envelope(store=STORE, device=victim, type="session.started", seq=1, data={"session": "x"},
                            now=datetime.now(timezone.utc))
-    client = _raw_client(broker, intruder)
+    client = raw_client(broker, intruder)
     acks: list = []
     client.on_publish = lambda c, u, mid, rc, props: acks.append(rc)
     client.publish(Topics(STORE).events(victim), forged.to_json(), qos=1)
@@ -113,7 +112,7 @@ def test_envelope_naming_another_device_is_rejected_by_the_hub(broker, tmp_path)
     sender, claimed = DEVICES
     forged = make_envelope(store=STORE, device=claimed, type="session.started", seq=1, data={"session": "x"},
                            now=datetime.now(timezone.utc))
-    client = _raw_client(broker, sender)
+    client = raw_client(broker, sender)
     client.publish(Topics(STORE).events(sender), forged.to_json(), qos=1).wait_for_publish(5)
     client.publish(Topics(STORE).events(sender), b"\xff\xfenot json", qos=1).wait_for_publish(5)
     wait_for(lambda: sum(ingest.counters.rejected.values()) == 2, what="two rejections")
@@ -158,7 +157,8 @@ def test_agent_killed_uncleanly_is_marked_offline_by_its_will(broker, tmp_path):
     config.write_text(f'store = "{STORE}"\ndevice = "{DEVICES[0]}"\n[mqtt]\nhost = "{broker.host}"\n'
                       f'port = {broker.port}\nkeepalive_s = 5\n'
                       f'password_file = "{broker.password_file_for(DEVICES[0])}"\n'
-                      f'[outbox]\npath = "{tmp_path / "outbox.db"}"\n')
+                      f'[outbox]\npath = "{tmp_path / "outbox.db"}"\n[catalog]\npath = "{tmp_path / "catalog.db"}"\n'
+                      f'[local_api]\ntoken_file = "{tmp_path / "token"}"\n[api]\nport = {free_port()}\n')
     agent = subprocess.Popen([sys.executable, "-m", "edge_agent", "--config", str(config)],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -170,17 +170,6 @@ def test_agent_killed_uncleanly_is_marked_offline_by_its_will(broker, tmp_path):
     finally:
         agent.kill()
         ingest.stop()
-
-
-def _raw_client(broker, user):
-    client = build_client(f"raw-{user}", login_for(broker, user), will_topic=Topics(STORE).status(user),
-                          will_payload=b'{"state":"offline","session":0,"version":"t","ts":"x"}')
-    connected = threading.Event()
-    client.on_connect = lambda *a: connected.set()
-    connect(client, login_for(broker, user))
-    client.loop_start()
-    assert connected.wait(10)
-    return client
 
 
 def _read_retained(broker, topic):

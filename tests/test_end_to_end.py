@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 import requests
 import socketio
-
 from conftest import demo_cli, wait_for
+
 from demo.store import DemoStore
+
 
 def signed_in(store: DemoStore, username="demo", password="demo") -> requests.Session:
     http = requests.Session()
@@ -51,7 +52,9 @@ def test_member_qr_at_kiosk_reaches_signed_in_staff_with_online_history(store, t
     assert [o["number"] for o in pickup] == ["#1043"] and len(pickup[0]["items"]) == 2
     assert card["flags"][0]["kind"] == "pickup" and "#1043" in card["flags"][0]["text"]
     assert card["wishlist"] and card["cart"]["items"] and card["recently_viewed"]
-    assert card["profile_source"] == "online"
+    # Fetched from the online store by the arrival desk, or found fresh in the hub's cache (the hub's
+    # answer to a kiosk's member.welcome fetches it too): younger than profile.ttl_s (900 s by default).
+    assert card["profile_source"] == "online" or (card["profile_source"] == "cache" and card["profile_age_s"] < 900)
     assert len(arrivals) == 1, "holding the QR for two seconds must be one check-in"
 
 
@@ -120,8 +123,8 @@ def kiosk_screens(store, device):
 
 def test_product_barcode_at_the_kiosk_shows_the_catalog_answer_and_reaches_the_hub(store, tmp_path):
     import cv2
-
     from barcodes import ean13_image, place_on_canvas
+
     from demo import seed
     product = next(p for p in seed.build().products if p["gtin"].startswith("0"))
     image = tmp_path / "label.png"
