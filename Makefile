@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT    := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
 
-.PHONY: help demo test deps system-deps browser bench clean
+.PHONY: help demo test deps system-deps browser bench chaos clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -24,9 +24,14 @@ PHOTOS ?= ../shared/data/qr-photos
 
 bench: deps  ## run the benchmarks (prints tables and a JSON line each)
 	$(PY) bench/ingest.py
+	$(PY) bench/outbox.py
+	$(PY) bench/chaos.py
 	$(PY) bench/scan.py
 	@if [ -d "$(PHOTOS)" ]; then $(PY) bench/readrate.py $(PHOTOS); \
 	 else echo "bench/readrate.py skipped: no photos at $(PHOTOS) (set PHOTOS=DIR)"; fi
+
+chaos: deps  ## kill broker, agents and hub under load; count what survives (bench/chaos.py)
+	$(PY) bench/chaos.py $(CHAOS_ARGS)
 
 deps: system-deps $(STAMP)  ## install system packages and the venv when missing
 
