@@ -21,7 +21,7 @@ Ask = Callable[[str, dict, float], dict]
 
 
 class CatalogSyncFailed(Exception):
-    pass
+    """The hub could not give a page, or gave one this agent cannot apply; the sync is retried later."""
 
 
 class CatalogSync:

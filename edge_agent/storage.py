@@ -100,7 +100,7 @@ def _size_on_disk(db: Path) -> int:
         try:
             total += os.stat(f"{db}{suffix}").st_size
         except OSError:
-            pass
+            continue  # not created yet: it holds nothing
     return total
 
 

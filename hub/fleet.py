@@ -28,7 +28,7 @@ COMMAND_TTL = timedelta(minutes=10)
 
 
 class CommandNotSent(Exception):
-    pass
+    """The command did not reach the broker (unknown command, bad arguments, no connection)."""
 
 
 def new_command_id(now: datetime) -> str:

@@ -76,7 +76,12 @@ def run_kiosk(config, keys, *, token: str | None = None, config_path: str | None
     from kiosk.shopper import Shopper
     from kiosk.web import Screen, create_app
 
+    from edge_agent.storage import check_outbox_location
     outbox = Outbox(open_device_db(config["outbox.path"]), store=config["store"], device=config["device"])
+    # The same refusal as the agent's: a shopper must never see a result a power cut can take back.
+    problem = check_outbox_location(config["outbox.path"], max_bytes=outbox.policy.max_bytes)
+    if problem:
+        sys.exit(f"refusing to start: {problem}")
     catalog = CatalogCache(open_device_db(config["catalog.path"]))
     screen = Screen()
     shopper = Shopper(outbox=outbox, keys=keys, screen=screen.show, notice=screen.notice, catalog=catalog,

@@ -9,6 +9,7 @@ import threading
 import time
 from datetime import datetime, timezone
 
+import pytest
 from conftest import DEVICES, STORE, login_for, raw_client, wait_for
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -218,10 +219,8 @@ def test_an_outbox_at_its_bound_reports_what_it_dropped_and_refused(broker, tmp_
         outbox.append("offer.shown", {"session": "s", "offer": "o"})
         for _ in range(3):
             outbox.append("scan.member", {"session": "s", "member": "M1", "jti": "j", "typ": "app"})
-        try:
+        with pytest.raises(OutboxFull):
             outbox.append("scan.product", PRODUCT)
-        except OutboxFull:
-            pass
         report = agent.health_snapshot()
         assert report["outbox"]["depth"] == 3 and report["outbox"]["max_rows"] == 3
         assert report["outbox"]["dropped"]["full"] == 1 and report["outbox"]["refused"] == 1

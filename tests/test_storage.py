@@ -88,3 +88,29 @@ def test_the_cpu_temperature_is_read_where_the_kernel_reports_it(tmp_path):
     (zone / "temp").write_text("48312\n")
     assert cpu_temperature_c(str(tmp_path)) == 48.3
     assert cpu_temperature_c(str(tmp_path / "nowhere")) is None
+
+
+def test_the_kiosk_refuses_to_start_on_a_real_tmpfs_too(tmp_path):
+    """The kiosk appends what the shopper sees: the same refusal as the agent's."""
+    import json
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from demo.issuer import Issuer
+    shm = Path("/dev/shm") / f"omnikiosk-kiosk-{tmp_path.name}"
+    shm.mkdir(exist_ok=True)
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(json.dumps(Issuer(Ed25519PrivateKey.generate()).jwks()))
+    config = tmp_path / "kiosk.toml"
+    config.write_text(f'store = "s001"\ndevice = "s001-k01"\n[outbox]\npath = "{shm / "outbox.db"}"\n'
+                      f'[catalog]\npath = "{tmp_path / "catalog.db"}"\n[camera]\nsource = "folder:{tmp_path}"\n'
+                      f'[tokens]\njwks_file = "{jwks}"\n[local_api]\ntoken_file = "{tmp_path / "token"}"\n')
+    try:
+        result = subprocess.run([sys.executable, "-m", "kiosk", "run", "--config", str(config)],
+                                cwd=ROOT, capture_output=True, text=True, timeout=60)
+    finally:
+        for leftover in shm.iterdir():
+            leftover.unlink()
+        shm.rmdir()
+    assert result.returncode != 0
+    assert "refusing to start" in result.stderr and "tmpfs" in result.stderr
