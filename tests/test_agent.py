@@ -72,13 +72,14 @@ def test_a_request_nobody_answers_times_out_and_a_missing_hub_answers_at_once(br
         answer = agent.relay.ask("member.welcome", {"member": "M0001"}, 0.5)
         took = time.monotonic() - started
         assert answer == {"ok": False, "error": {"code": "timeout", "message": "no answer from the hub within 0.5 s"}}
-        assert 0.45 <= took < 1.5
+        assert 0.45 <= took < 3.0  # it waited for the answer, and a missing answer did not hang it
         fake_hub.publish(TOPICS.hub_status, status_payload("stopped", session=1, version="t",
                                                            now=datetime.now(timezone.utc)), qos=1, retain=True)
         wait_for(lambda: not agent.hub_online.is_set(), what="hub away")
         started = time.monotonic()
         answer = agent.relay.ask("member.welcome", {"member": "M0001"}, 5.0)
-        assert answer["error"]["code"] == "not_connected" and time.monotonic() - started < 0.5
+        # answered at once, not after the 5 s the caller would have waited
+        assert answer["error"]["code"] == "not_connected" and time.monotonic() - started < 2.5
         assert agent.relay.ask("member.welcome", {}, 5.0)["error"]["code"] == "bad_request"
         assert agent.relay.pending == 0
     finally:
