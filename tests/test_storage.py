@@ -59,24 +59,27 @@ def test_too_little_free_space_for_the_bound_is_refused(tmp_path):
     assert check_outbox_location(tmp_path / "outbox.db", max_bytes=1024, mountinfo="") is None
 
 
-def test_the_agent_refuses_to_start_on_a_real_tmpfs(tmp_path):
-    """Debian (and this CI) mounts /dev/shm as a tmpfs."""
+@pytest.fixture
+def shm(tmp_path):
+    """A folder on a real tmpfs: Debian (and this CI) mounts /dev/shm as one."""
     if " /dev/shm " not in Path("/proc/self/mountinfo").read_text():
         pytest.fail("/dev/shm is not mounted here; this test needs a real tmpfs")
-    shm = Path("/dev/shm") / f"omnikiosk-test-{tmp_path.name}"
-    shm.mkdir(exist_ok=True)
+    folder = Path("/dev/shm") / f"omnikiosk-test-{tmp_path.name}"
+    folder.mkdir(exist_ok=True)
+    yield folder
+    for leftover in folder.iterdir():
+        leftover.unlink()
+    folder.rmdir()
+
+
+def test_the_agent_refuses_to_start_on_a_real_tmpfs(tmp_path, shm):
     password = tmp_path / "password"
     password.write_text("x\n")
     config = tmp_path / "agent.toml"
     config.write_text(f'store = "s001"\ndevice = "s001-k01"\n[mqtt]\npassword_file = "{password}"\n'
                       f'[outbox]\npath = "{shm / "outbox.db"}"\n')
-    try:
-        result = subprocess.run([sys.executable, "-m", "edge_agent", "--config", str(config), "--check-config"],
-                                cwd=ROOT, capture_output=True, text=True, timeout=60)
-    finally:
-        for leftover in shm.iterdir():
-            leftover.unlink()
-        shm.rmdir()
+    result = subprocess.run([sys.executable, "-m", "edge_agent", "--config", str(config), "--check-config"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode != 0
     assert "refusing to start" in result.stderr and "tmpfs" in result.stderr
 
@@ -90,27 +93,20 @@ def test_the_cpu_temperature_is_read_where_the_kernel_reports_it(tmp_path):
     assert cpu_temperature_c(str(tmp_path / "nowhere")) is None
 
 
-def test_the_kiosk_refuses_to_start_on_a_real_tmpfs_too(tmp_path):
+def test_the_kiosk_refuses_to_start_on_a_real_tmpfs_too(tmp_path, shm):
     """The kiosk appends what the shopper sees: the same refusal as the agent's."""
     import json
 
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     from demo.issuer import Issuer
-    shm = Path("/dev/shm") / f"omnikiosk-kiosk-{tmp_path.name}"
-    shm.mkdir(exist_ok=True)
     jwks = tmp_path / "jwks.json"
     jwks.write_text(json.dumps(Issuer(Ed25519PrivateKey.generate()).jwks()))
     config = tmp_path / "kiosk.toml"
     config.write_text(f'store = "s001"\ndevice = "s001-k01"\n[outbox]\npath = "{shm / "outbox.db"}"\n'
                       f'[catalog]\npath = "{tmp_path / "catalog.db"}"\n[camera]\nsource = "folder:{tmp_path}"\n'
                       f'[tokens]\njwks_file = "{jwks}"\n[local_api]\ntoken_file = "{tmp_path / "token"}"\n')
-    try:
-        result = subprocess.run([sys.executable, "-m", "kiosk", "run", "--config", str(config)],
-                                cwd=ROOT, capture_output=True, text=True, timeout=60)
-    finally:
-        for leftover in shm.iterdir():
-            leftover.unlink()
-        shm.rmdir()
+    result = subprocess.run([sys.executable, "-m", "kiosk", "run", "--config", str(config)],
+                            cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode != 0
     assert "refusing to start" in result.stderr and "tmpfs" in result.stderr
