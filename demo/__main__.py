@@ -34,8 +34,16 @@ def main(argv: list[str] | None = None) -> None:
                         help=f"folder holding the demo's files (default {DEFAULT_STATE}, or $OMNIKIOSK_DEMO_STATE)")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("run", help="start broker, online store, hub and two kiosks with their agents")
-    online = sub.add_parser("online-store", help="serve only the demo online store API")
+    online = sub.add_parser(
+        "online-store", help="serve only the demo online store API",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example:\n  python -m demo online-store --port 8010 \\\n"
+               "    --webhook-url http://127.0.0.1:8000/webhooks/online-store \\\n"
+               "    --webhook-secret-file var/demo/online/webhook_secret")
     online.add_argument("--port", type=int, default=8010)
+    online.add_argument("--webhook-url", help="POST every change (customer, order, catalog) here, signed")
+    online.add_argument("--webhook-secret-file", type=Path,
+                        help="file holding the secret that signs webhooks (required with --webhook-url)")
     qr = sub.add_parser("member-qr", help="write a member's QR code as PNG")
     qr.add_argument("member", help="member id, e.g. M0001")
     qr.add_argument("--out", type=Path, required=True)
@@ -55,7 +63,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "run":
         run(state)
     elif args.command == "online-store":
-        serve_online_store(state, args.port)
+        if args.webhook_url and not args.webhook_secret_file:
+            parser.error("--webhook-url needs --webhook-secret-file: the hub refuses unsigned webhooks")
+        serve_online_store(state, args.port, webhook_url=args.webhook_url, webhook_secret_file=args.webhook_secret_file)
     elif args.command == "member-qr":
         path = member_qr(state, args.member, args.out, card=args.card)
         print(f"wrote {path} ({'card' if args.card else 'app token, valid 120 s'}) for {args.member}")
@@ -93,7 +103,8 @@ def run(state: Path) -> None:
     print("stopped.")
 
 
-def serve_online_store(state: Path, port: int) -> None:
+def serve_online_store(state: Path, port: int, *, webhook_url: str | None = None,
+                       webhook_secret_file: Path | None = None) -> None:
     from werkzeug.serving import make_server
 
     from demo import seed
@@ -103,13 +114,16 @@ def serve_online_store(state: Path, port: int) -> None:
     jsonlog.setup("online-store")
     api_key = (state / "online" / "api_key").read_text().strip()
     issuer = Issuer.load_or_create(state / "online" / "issuer.pem")
-    app = create_app(seed.build(), api_key, jwks=issuer.jwks())
+    webhook_secret = webhook_secret_file.read_text().strip() if webhook_secret_file else None
+    app = create_app(seed.build(), api_key, jwks=issuer.jwks(), webhook_url=webhook_url, webhook_secret=webhook_secret)
     server = make_server("127.0.0.1", port, app, threaded=True)
     interrupt_on_sigterm()
-    print(json.dumps({"msg": "online store listening", "url": f"http://127.0.0.1:{port}/"}), flush=True)
+    print(json.dumps({"msg": "online store listening", "url": f"http://127.0.0.1:{port}/",
+                      "webhook_url": webhook_url}), flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
+        app.extensions["omnikiosk_online_store"].webhooks.stop()
         server.server_close()
 
 

@@ -20,6 +20,8 @@ CURRENCY = "EUR"
 
 HERO_ID = "M0001"
 HERO_ORDER_ID = "1043"
+# The hero's birthday is on this day of the month of `now`, so a birthday-month offer is hers in the demo.
+HERO_BIRTHDAY_DAY = 28
 NO_CONSENT_ID = "M0002"
 
 TIERS = ("Bronze", "Silver", "Gold", "Platinum")
@@ -47,7 +49,7 @@ class StoreData:
                  "reviews": [{"id", "rating", "title", "text", "author", "date",
                  "verified_purchase"}], "updated_at"}], sorted by gtin.
     customers: customer profiles exactly as GET /api/v1/customers/<id> returns them,
-               sorted by id ("M0001" first).
+               sorted by id ("M0001" first); `birthday` is "MM-DD" (see `_birthdays`).
     """
 
     now: datetime
@@ -75,7 +77,7 @@ def build(seed: int = 2026, now: datetime = REFERENCE_NOW) -> StoreData:
     rng = random.Random(seed)
     stores = _stores()
     products = _products(rng, now)
-    customers = _customers(rng, now, products)
+    customers = _birthdays(_customers(rng, now, products), seed, now)
     return StoreData(now=now, stores=stores, products=products, customers=customers)
 
 
@@ -646,3 +648,45 @@ def _finish(rng: random.Random, now: datetime, draft: dict) -> dict:
         "loyalty": {"tier": tier, "points": points, "history": history},
         "updated_at": max(stamps, default=iso(draft["member_since"])),
     }
+
+
+# --- birthdays --------------------------------------------------------------------------
+
+BIRTHDAY_BONUS = "Birthday bonus"
+
+
+def _birthdays(customers: list[dict], seed: int, now: datetime) -> list[dict]:
+    """Every profile gains `birthday` ("MM-DD", no year: shops ask for the day they celebrate).
+
+    Drawn from a generator of its own, so adding birthdays moved no other seeded value. A
+    member who received a birthday bonus has their birthday on its date; the hero's falls on
+    the HERO_BIRTHDAY_DAY of the month of `now` (11-28 by default), her bonus on the last one."""
+    return [_hero_birthday(c, now) if c["id"] == HERO_ID else _with_birthday(c, _drawn_birthday(c, seed))
+            for c in customers]
+
+
+def _drawn_birthday(customer: dict, seed: int) -> str:
+    bonus = next((h["ts"] for h in customer["loyalty"]["history"] if h["reason"] == BIRTHDAY_BONUS), None)
+    if bonus:
+        return bonus[5:10]
+    day = random.Random(f"{seed}:{customer['id']}:birthday").randrange(366)
+    return (datetime(2000, 1, 1) + timedelta(days=day)).strftime("%m-%d")  # 2000 is a leap year: 02-29 exists
+
+
+def _hero_birthday(customer: dict, now: datetime) -> dict:
+    birthday = now.replace(day=HERO_BIRTHDAY_DAY, hour=9, minute=0, second=0)
+    last = birthday if birthday < now else birthday.replace(year=now.year - 1)
+    history = [dict(h, ts=iso(last)) if h["reason"] == BIRTHDAY_BONUS else h for h in customer["loyalty"]["history"]]
+    history.sort(key=lambda h: h["ts"], reverse=True)
+    customer = {**customer, "loyalty": {**customer["loyalty"], "history": history}}
+    return _with_birthday(customer, birthday.strftime("%m-%d"))
+
+
+def _with_birthday(customer: dict, birthday: str) -> dict:
+    """The profile with `birthday` placed after `member_since`, where the docs list it."""
+    profile = {}
+    for key, value in customer.items():
+        profile[key] = value
+        if key == "member_since":
+            profile["birthday"] = birthday
+    return profile

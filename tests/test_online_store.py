@@ -10,8 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from demo.online_store import create_app
+from demo.catalog_feed import catalog_feed
+from demo.online_store import FAULTS_OFF, create_app
 from demo.seed import REFERENCE_NOW, build, gtin_check_digit
+from hub.connector import ACTIVITY_TYPES
+from hub.webhooks import EVENT_TYPES, REASONS
 
 API_KEY = "test-online-store-key"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
@@ -19,7 +22,7 @@ JWKS = {"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": "demo-2026-11",
                   "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo", "use": "sig", "alg": "EdDSA"}]}
 
 PROFILE_KEYS = {"id", "first_name", "last_name", "email", "phone", "tier", "points", "lifetime_value",
-                "currency", "member_since", "consent", "preferences", "orders", "wishlist", "cart",
+                "currency", "member_since", "birthday", "consent", "preferences", "orders", "wishlist", "cart",
                 "recently_viewed", "loyalty", "updated_at"}
 ORDER_KEYS = {"id", "number", "channel", "status", "placed_at", "total", "currency", "pickup", "items"}
 LINE_KEYS = {"gtin", "name", "quantity", "price"}
@@ -446,6 +449,165 @@ def test_concurrent_adds_with_distinct_keys_all_count(data):
     assert [line["quantity"] for line in jane["cart"]["items"] if line["gtin"] == BOMBER] == [40]
 
 
+# --- birthdays and promotions -----------------------------------------------------------------
+
+def test_every_member_has_a_birthday_and_janes_is_in_the_month_of_the_reference_time(data):
+    assert all(re.fullmatch(r"(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])", c["birthday"]) for c in data.customers)
+    assert data.customers[0]["birthday"] == "11-28"
+    assert build(now=datetime(2027, 3, 2, 12, 0, tzinfo=timezone.utc)).customers[0]["birthday"] == "03-28"
+    assert len({c["birthday"][:2] for c in data.customers}) == 12
+
+
+def test_a_birthday_bonus_is_paid_on_the_members_birthday(data):
+    for customer in data.customers:
+        for entry in customer["loyalty"]["history"]:
+            if entry["reason"] == "Birthday bonus":
+                assert entry["ts"][5:10] == customer["birthday"], customer["id"]
+
+
+def test_birthdays_moved_no_other_seeded_value(data):
+    """Birthdays come from their own generator: the profile without them is what it was before."""
+    jane = {k: v for k, v in data.customers[0].items() if k not in ("birthday", "loyalty")}
+    assert jane["points"] == 4088 and jane["lifetime_value"] == 4740.34
+    assert data.customers[0]["loyalty"]["points"] == 4088
+
+
+def test_a_sale_promotion_carries_its_percent_and_the_web_shop_shows_it(get, data):
+    feed = catalog_feed(data)
+    on_sale = [p for p in feed["products"] if p["compare_at_price"]]
+    assert on_sale and all(p["promotion"]["label"] == f"-{p['promotion']['percent']}%" for p in on_sale)
+    assert all(p["promotion"] is None for p in feed["products"] if not p["compare_at_price"])
+    _, product = get(f"/api/v1/products/{on_sale[0]['gtin']}")
+    assert product["promotion"] == on_sale[0]["promotion"]
+
+
+# --- the admin API -----------------------------------------------------------------------------
+
+@pytest.fixture
+def admin_client(data):
+    """A fresh app per test: admin changes live in the app."""
+    return create_app(data, API_KEY, clock=lambda: CART_NOW).test_client()
+
+
+def call(client, method, path, body=None):
+    response = client.open(path, method=method, json=body, headers=AUTH)
+    return response.status_code, response.get_json()
+
+
+def test_an_admin_change_of_consent_and_points_shows_in_the_profile_and_loyalty(admin_client):
+    status, jane = call(admin_client, "PATCH", "/api/v1/_admin/customers/m0001",
+                        {"consent": {"clienteling": False}, "points": 100})
+    assert status == 200
+    assert jane["consent"] == {"clienteling": False, "marketing": True}
+    assert jane["points"] == jane["loyalty"]["points"] == 100 == sum(h["points"] for h in jane["loyalty"]["history"])
+    assert jane["loyalty"]["history"][0]["reason"] == "Points adjusted"
+    assert jane["updated_at"] == "2026-11-22T10:15:04Z"
+    assert call(admin_client, "GET", "/api/v1/customers/M0001")[1] == jane
+
+
+@pytest.mark.parametrize("body", [None, {}, {"email_verified": True}, {"points": -1}, {"points": "100"},
+                                  {"consent": {"clienteling": "no"}}, {"consent": {"newsletter": True}},
+                                  {"tier": "Diamond"}, {"birthday": "2-30"}, {"first_name": " "}],
+                         ids=["no-json", "empty", "unknown-field", "negative-points", "points-text", "consent-text",
+                              "consent-unknown", "tier", "birthday", "blank-name"])
+def test_a_malformed_admin_change_is_a_400_and_changes_nothing(admin_client, data, body):
+    status, error = call(admin_client, "PATCH", "/api/v1/_admin/customers/M0001", body)
+    assert status == 400 and error["error"]["code"] == "bad_request" and error["error"]["message"]
+    assert call(admin_client, "GET", "/api/v1/customers/M0001")[1] == data.customers[0]
+
+
+def test_an_order_made_ready_for_pickup_gets_a_shelf_and_one_that_is_not_collected_cannot(admin_client, data):
+    jane = data.customers[0]
+    collect = next(o for o in jane["orders"] if o["pickup"] and o["status"] == "picked_up")
+    status, order = call(admin_client, "PATCH", f"/api/v1/_admin/customers/M0001/orders/{collect['id']}",
+                         {"status": "ready_for_pickup", "shelf": "D"})
+    assert status == 200 and order["status"] == "ready_for_pickup"
+    assert order["pickup"]["shelf"] == "D" and order["pickup"]["ready_since"] == "2026-11-22T10:15:04Z"
+    delivered = next(o for c in data.customers for o in c["orders"] if o["pickup"] is None)
+    owner = next(c["id"] for c in data.customers if delivered in c["orders"])
+    status, error = call(admin_client, "PATCH", f"/api/v1/_admin/customers/{owner}/orders/{delivered['id']}",
+                         {"status": "ready_for_pickup"})
+    assert status == 409 and error["error"]["code"] == "conflict"
+    assert call(admin_client, "PATCH", "/api/v1/_admin/customers/M0001/orders/9", {"status": "shipped"})[0] == 404
+
+
+def test_an_erased_member_is_gone_from_every_endpoint(admin_client):
+    status, erased = call(admin_client, "POST", "/api/v1/_admin/customers/M0001/erase")
+    assert status == 200 and erased == {"id": "M0001", "erased": True, "erased_at": "2026-11-22T10:15:04Z"}
+    assert call(admin_client, "GET", "/api/v1/customers/M0001")[0] == 404
+    assert call(admin_client, "GET", "/api/v1/customers?q=coop")[1] == {"items": []}
+    status, _ = call(admin_client, "POST", "/api/v1/customers/M0001/cart/items",
+                     {"gtin": BOMBER, "idempotency_key": "k"})
+    assert status == 404
+    assert call(admin_client, "POST", "/api/v1/_admin/customers/M0001/erase")[0] == 404
+    assert call(admin_client, "PATCH", "/api/v1/_admin/customers/M0001", {"points": 1})[0] == 404
+
+
+def test_a_product_change_is_checked_and_an_explicit_promotion_wins(admin_client, data):
+    gtin = data.products[0]["gtin"]
+    promotion = {"label": "2 for 1", "text": "Members only", "percent": None}
+    status, product = call(admin_client, "PATCH", f"/api/v1/_admin/products/{gtin}",
+                           {"price": 20.0, "compare_at_price": 40.0, "promotion": promotion})
+    assert status == 200 and product["promotion"] == promotion and product["updated_at"] == "2026-11-22T10:15:04Z"
+    status, product = call(admin_client, "PATCH", f"/api/v1/_admin/products/{gtin}", {"compare_at_price": None})
+    assert product["promotion"] is None
+    for bad in ({"price": 0}, {"price": 50.0, "compare_at_price": 40.0}, {"stock": {"s999": 1}},
+                {"stock": {"s001": -1}}, {"promotion": {"label": "x", "percent": 120}}, {"name": "Renamed"}):
+        status, error = call(admin_client, "PATCH", f"/api/v1/_admin/products/{gtin}", bad)
+        assert status == 400 and error["error"]["code"] == "bad_request", bad
+    assert call(admin_client, "PATCH", "/api/v1/_admin/products/96385074", {"price": 1.0})[0] == 404
+
+
+def test_faults_are_validated_switched_and_cleared(admin_client):
+    assert call(admin_client, "GET", "/api/v1/_admin/faults")[1] == FAULTS_OFF
+    for bad in ({"status": 404}, {"rate": 2}, {"latency_ms": -5}, {"down": "yes"}, {"slow": True}, []):
+        status, error = call(admin_client, "POST", "/api/v1/_admin/faults", bad)
+        assert status == 400 and error["error"]["code"] == "bad_request", bad
+    status, faults = call(admin_client, "POST", "/api/v1/_admin/faults", {"status": 429, "retry_after_s": 3})
+    assert status == 200 and faults == {**FAULTS_OFF, "status": 429, "retry_after_s": 3}
+    response = admin_client.get("/api/v1/customers/M0001", headers=AUTH)
+    assert response.status_code == 429 and response.headers["Retry-After"] == "3"
+    assert response.get_json()["error"]["code"] == "rate_limited"
+    # The admin API and /healthz stay reachable, or nobody could switch the fault off again.
+    assert admin_client.get("/healthz").status_code == 200
+    assert call(admin_client, "GET", "/api/v1/_admin/faults")[0] == 200
+    assert call(admin_client, "DELETE", "/api/v1/_admin/faults")[1] == FAULTS_OFF
+    assert admin_client.get("/api/v1/customers/M0001", headers=AUTH).status_code == 200
+
+
+def test_a_fault_rate_of_zero_fails_nothing_and_a_fault_still_needs_no_key_to_show(admin_client):
+    call(admin_client, "POST", "/api/v1/_admin/faults", {"status": 503, "rate": 0})
+    assert admin_client.get("/api/v1/stores", headers=AUTH).status_code == 200
+    call(admin_client, "POST", "/api/v1/_admin/faults", {"status": 503})
+    assert admin_client.get("/api/v1/stores").status_code == 503  # the failing store fails before it checks keys
+
+
+def test_the_admin_api_needs_the_key(admin_client):
+    response = admin_client.post("/api/v1/_admin/faults", json={"down": True})
+    assert response.status_code == 401
+    assert admin_client.get("/api/v1/customers/M0001", headers=AUTH).status_code == 200
+
+
+def test_without_a_webhook_url_changes_are_recorded_as_not_sent(admin_client):
+    call(admin_client, "PATCH", "/api/v1/_admin/customers/M0001", {"tier": "Platinum"})
+    status, hooks = call(admin_client, "GET", "/api/v1/_admin/webhooks")
+    assert status == 200 and hooks["url"] is None
+    assert [(d["type"], d["data"], d["status"]) for d in hooks["deliveries"]] == [
+        ("customer.updated", {"customer_id": "M0001"}, "not_sent")]
+
+
+def test_a_webhook_url_without_a_secret_is_refused(data):
+    with pytest.raises(ValueError, match="webhook_secret"):
+        create_app(data, API_KEY, webhook_url="http://127.0.0.1:1/webhooks")
+
+
+@pytest.mark.parametrize("body", [None, {}, {"items": []}, {"items": "x"}, {"items": [{}] * 501}],
+                         ids=["no-json", "no-items", "empty", "not-a-list", "too-many"])
+def test_a_malformed_activity_push_is_a_400(admin_client, body):
+    status, error = call(admin_client, "POST", "/api/v1/activity", body)
+    assert status == 400 and error["error"]["code"] == "bad_request"
+
+
 # --- errors -----------------------------------------------------------------------------
 
 def test_unknown_route_is_a_json_404_not_html(client):
@@ -472,6 +634,12 @@ def test_every_route_is_documented(app):
         if rule.endpoint != "static":
             for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
                 assert f"{method} {re.sub(r'<[^>]+>', '<>', rule.rule)}" in text, (method, rule.rule)
+
+
+def test_the_docs_name_every_webhook_type_rejection_reason_and_activity_type():
+    text = DOCS.read_text(encoding="utf-8")
+    for name in (*EVENT_TYPES, *REASONS, *ACTIVITY_TYPES, *FAULTS_OFF):
+        assert f"`{name}`" in text, name
 
 
 def test_documented_hero_profile_matches_the_seed(get):
