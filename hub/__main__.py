@@ -1,4 +1,4 @@
-"""`python -m hub`: run the store hub, manage staff accounts, or send a device a command."""
+"""`python -m hub`: run the store hub, manage staff accounts, send a device a command, or import stock counts."""
 
 from __future__ import annotations
 
@@ -27,6 +27,29 @@ EXAMPLES = """examples:
   python -m hub command s001-k01 config.update --args '{"settings": {"scan.fps": 8}}' --config hub.toml
   python -m hub command s001-k02 catalog.resync --config hub.toml
   python -m hub command s001-k02 restart --arg target=kiosk --config hub.toml
+  python -m hub import-stock pos-export.csv --config hub.toml
+  python -m hub import-stock pos-export.csv --config hub.toml --dry-run --report bad-rows.csv
+"""
+
+IMPORT_STOCK_HELP = """The file (CSV, UTF-8) has a header naming its columns, in any order:
+  gtin       EAN-13, UPC-A, EAN-8 or GTIN-14 with a valid check digit
+  quantity   a whole number, 0 or more
+  store      optional: a store id (s001); absent or empty means this hub's store
+  location   optional: where it is in the store; absent or empty keeps the current location
+
+  gtin,store,quantity,location
+  4006381333931,s001,12,Shoes · aisle 4
+  036000291452,,3,
+
+Bad rows are skipped and reported (line and reason; the first 20 here, all with --report);
+the others become one catalog version, in which only rows whose quantity or location changed
+move. A gtin+store on several lines is not applied at all. Exit status: 0 imported (even with
+bad rows), 2 the file is unusable (missing, no header, wrong columns), 1 the catalog could not
+be written. A running hub announces the new version to the kiosks within seconds.
+
+examples:
+  python -m hub import-stock pos-export.csv --config hub.toml
+  python -m hub import-stock pos-export.csv --config hub.toml --dry-run --report bad-rows.csv
 """
 
 
@@ -56,13 +79,29 @@ def main(argv: list[str] | None = None) -> None:
     command.add_argument("--wait", type=float, default=15.0, metavar="SECONDS",
                          help="how long to wait for the device's answer (default 15; 0: do not wait)")
     command.add_argument("--config", metavar="FILE", required=True)
+    stock = sub.add_parser("import-stock", help="import stock counts from the till (a CSV) into the catalog",
+                           description="Import stock counts from the till (POS) into the hub's catalog.",
+                           epilog=IMPORT_STOCK_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    stock.add_argument("file", metavar="FILE.csv", help="the CSV to import")
+    stock.add_argument("--config", metavar="FILE", required=True)
+    stock.add_argument("--dry-run", action="store_true",
+                       help="check the file and count what would change; write nothing")
+    stock.add_argument("--report", metavar="FILE", help="write every bad row (line, reason, values) to this CSV")
     args = parser.parse_args(argv)
     config = load_or_exit(load_config, args.config)
     if args.command == "staff":
         sys.exit(staff_command(args, config))
     if args.command == "command":
         sys.exit(device_command(args, config))
+    if args.command == "import-stock":
+        sys.exit(import_stock_command(args, config))
     if args.check_config:
+        from hub.offers import OfferEngine
+        try:
+            engine = OfferEngine.from_file(config["offers.rules_file"])
+        except ConfigError as exc:
+            sys.exit(f"invalid offer rules:\n{exc}")
+        print(f"{engine.source}: ok ({len(engine.rules)} offer rules)")
         print(f"{config.source}: ok (store {config['store']}, broker {config['mqtt.host']}:{config['mqtt.port']}, "
               f"web {config['web.host']}:{config['web.port']}, demo={config['demo']})")
         return
@@ -145,6 +184,60 @@ def device_command(args, config) -> int:
         return 1
     print(json.dumps(result, indent=2, ensure_ascii=False))
     return 0 if result.get("ok") else 1
+
+
+def import_stock_command(args, config) -> int:
+    import sqlite3
+    import time
+    from pathlib import Path
+
+    from hub.catalog import HubCatalog
+    from hub.stock_import import UnusableFile, import_stock, progress_text
+
+    if not Path(args.file).is_file():
+        print(f"{args.file}: not imported: no such file", file=sys.stderr)
+        return 2
+    total = Path(args.file).stat().st_size
+    started = time.monotonic()
+    shown = [0.0]
+
+    def progress(rows: int, done: int) -> None:
+        # Redrawn at most five times a second: printing every call would cost more than the import.
+        if time.monotonic() - shown[0] >= 0.2:
+            shown[0] = time.monotonic()
+            print(f"\r{progress_text(rows, done, total, shown[0] - started)}\033[K", end="", file=sys.stderr,
+                  flush=True)
+
+    try:
+        HubStore(open_hub_db(config["db.path"])).db.conn.close()  # creates or migrates the catalog tables
+        catalog = HubCatalog(open_hub_db(config["db.path"]))
+        report = open(args.report, "w", newline="", encoding="utf-8") if args.report else None
+    except (OSError, sqlite3.Error) as exc:
+        print(f"cannot open {args.report if isinstance(exc, OSError) else config['db.path']}: {exc}", file=sys.stderr)
+        return 1
+    try:
+        result = import_stock(args.file, catalog, store=config["store"], dry_run=args.dry_run, report=report,
+                              progress=progress if sys.stderr.isatty() else None)
+    except UnusableFile as exc:
+        print(f"\r\033[K{args.file}: not imported: {exc}" if sys.stderr.isatty() else
+              f"{args.file}: not imported: {exc}", file=sys.stderr)
+        return 2
+    except sqlite3.Error as exc:
+        print(f"{args.file}: not imported, the catalog could not be written ({exc}); nothing changed", file=sys.stderr)
+        return 1
+    finally:
+        if report is not None:
+            report.close()
+        catalog.db.conn.close()
+    if sys.stderr.isatty():
+        print("\r\033[K", end="", file=sys.stderr, flush=True)
+    for row in result.first_bad:
+        print(f"line {row.line}: {row.reason}", file=sys.stderr)
+    if result.bad > len(result.first_bad):
+        more = f"; all of them are in {args.report}" if args.report else "; --report FILE lists them all"
+        print(f"… and {result.bad - len(result.first_bad)} more bad rows{more}", file=sys.stderr)
+    print(result.summary())
+    return 0
 
 
 def _ask_password() -> str:

@@ -6,6 +6,9 @@ deleted) with the version that wrote it. A feed bumps the version once and stamp
 rows it changed, so a device that holds version L needs only the rows with version > L.
 Pages run in (version, kind, key) order: a row changed again while a device is paging gets
 a version above the device's cursor, so the device still receives it.
+
+Three ways in, each one transaction and at most one new version: a whole feed (`apply_feed`),
+the online store's changes feed (`apply_changes`) and the till's stock counts (`update_stock`).
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ import json
 import secrets
 import sqlite3
 import threading
-from typing import Any, Iterable
+from datetime import datetime, timezone
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import sqlite_utils
 
@@ -86,14 +90,74 @@ class HubCatalog:
             if not changed and not gone:
                 return version
             version += 1
-            conn.executemany(
-                "INSERT INTO catalog_rows (kind, key, version, hash, data) VALUES (?, ?, ?, ?, ?) "
-                "ON CONFLICT (kind, key) DO UPDATE SET version = excluded.version, hash = excluded.hash, "
-                "data = excluded.data",
-                [(kind, key, version, digest, text) for kind, key, digest, text in changed])
-            conn.executemany("UPDATE catalog_rows SET version = ?, hash = NULL, data = NULL WHERE kind = ? AND key = ?",
-                             [(version, kind, key) for kind, key in gone])
+            _write(conn, version, changed, gone)
             return version
+
+    def apply_changes(self, changes: Iterable[Mapping[str, Any]]) -> int:
+        """Take the online store's catalog changes feed: items {"kind", "key", "data": {…} | null},
+        null deleting the row. Returns the catalog version afterwards.
+
+        One transaction, one new version for the rows that actually change (a change equal to
+        the row held, or deleting a row never held, moves nothing). Of several changes to one
+        row the last counts. Deleting a product deletes its stock rows too, unless the same
+        batch writes them. Raises ValueError, writing nothing, when a change is malformed.
+        """
+        wanted: dict[tuple[str, str], tuple[str, str] | None] = {}
+        for index, change in enumerate(changes):
+            kind, key, row = _change_row(index, change)
+            wanted[(kind, key)] = row
+        with self._writing() as conn:
+            gone_products = [key for (kind, key), row in wanted.items() if kind == "product" and row is None]
+            for gtin in gone_products:
+                for (key,) in conn.execute("SELECT key FROM catalog_rows WHERE kind = 'stock' AND key > ? AND key < ? "
+                                           "AND data IS NOT NULL", [f"{gtin}/", f"{gtin}0"]).fetchall():
+                    wanted.setdefault(("stock", key), None)
+            held = self._hashes(conn, list(wanted))
+            changed = [(kind, key, *row) for (kind, key), row in wanted.items()
+                       if row is not None and held.get((kind, key)) != row[0]]
+            gone = [(kind, key) for (kind, key), row in wanted.items()
+                    if row is None and held.get((kind, key)) is not None]
+            version = _current_version(conn)
+            if not changed and not gone:
+                return version
+            version += 1
+            _write(conn, version, changed, gone)
+            return version
+
+    def update_stock(self, rows: Iterable[Mapping[str, Any]], *, now: datetime | None = None, dry_run: bool = False,
+                     on_unknown: Callable[[Mapping[str, Any]], None] | None = None) -> tuple[int, int]:
+        """Set stock counts, e.g. from the till: rows {"gtin", "store", "quantity", "location"};
+        location None keeps the row's location. Returns (catalog version, rows changed).
+
+        Only rows whose quantity or location differ get the new version (stamped `updated_at`
+        = now); all in one transaction. A row whose product the catalog does not have goes to
+        `on_unknown` and is skipped. `dry_run` counts what would change and writes nothing.
+        Raises ValueError, writing nothing, for a row that is not a GTIN-14 and store id.
+        """
+        stamp = (now or datetime.now(timezone.utc)).astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        with (self._lock if dry_run else self._writing()):
+            conn = self.db.conn
+            version, changed = _current_version(conn), 0
+            for chunk in _chunks(rows, _IN_CHUNK):
+                gtins = list(dict.fromkeys(row["gtin"] for row in chunk))
+                known = {p["gtin"] for p in self._datas(conn, "product", gtins)}
+                held = {stock_key(s["gtin"], s["store"]): s
+                        for s in self._datas(conn, "stock", [stock_key(r["gtin"], r["store"]) for r in chunk])}
+                writes = []
+                for row in chunk:
+                    if row["gtin"] not in known:
+                        if on_unknown is not None:
+                            on_unknown(row)
+                        continue
+                    data = _counted_stock(row, held.get(stock_key(row["gtin"], row["store"])), stamp)
+                    if data is not None:
+                        key = _key("stock", data)
+                        held[key] = data  # a second count of the same row in this chunk compares with this one
+                        writes.append(("stock", key, *_hashed("stock", key, data, "stock count")))
+                changed += len(writes)
+                if writes and not dry_run:
+                    _write(conn, version + 1, writes, [])
+            return (version + 1 if changed and not dry_run else version), changed
 
     # --- reading
     @property
@@ -160,6 +224,28 @@ class HubCatalog:
                                "name": products[gtin]["name"]}
         return found
 
+    def products(self, gtins: list[str], store: str) -> dict[str, dict[str, Any]]:
+        """{gtin: product screen in `store`} for the products the catalog has (e.g. to value offers)."""
+        return {gtin: view for gtin in dict.fromkeys(gtins) if (view := self.product(gtin, store)) is not None}
+
+    def new_products(self, categories: list[str], *, since: str, store: str,
+                     limit: int = 20) -> dict[str, dict[str, Any]]:
+        """The products in `categories` changed at or after `since` (ISO 8601, Z) and in stock in
+        `store`, newest first, at most `limit`, as {gtin: product screen}."""
+        if not categories:
+            return {}
+        with self._lock:
+            # Reads every product's JSON: fine for a store's catalog of tens of thousands.
+            gtins = [gtin for (gtin,) in self.db.conn.execute(
+                "SELECT p.key FROM catalog_rows p "
+                "JOIN catalog_rows s ON s.kind = 'stock' AND s.key = p.key || '/' || ? "
+                "WHERE p.kind = 'product' "
+                f"AND json_extract(p.data, '$.category') IN ({', '.join('?' * len(categories))}) "
+                "AND json_extract(p.data, '$.updated_at') >= ? AND json_extract(s.data, '$.quantity') > 0 "
+                "ORDER BY json_extract(p.data, '$.updated_at') DESC, p.key LIMIT ?",
+                [store, *categories, since, limit]).fetchall()]
+        return self.products(gtins, store)
+
     # --- inside
     def _writing(self):
         return immediate(self.db.conn, self._lock)
@@ -210,12 +296,36 @@ class HubCatalog:
                 "AND data IS NOT NULL", [kind, *chunk]).fetchall()]
         return found
 
+    def _hashes(self, conn: sqlite3.Connection, keys: list[tuple[str, str]]) -> dict[tuple[str, str], str | None]:
+        """(kind, key) → hash (None once deleted) of the rows held among `keys`."""
+        held: dict[tuple[str, str], str | None] = {}
+        for kind in KINDS:
+            names = [key for k, key in keys if k == kind]
+            for start in range(0, len(names), _IN_CHUNK):
+                chunk = names[start:start + _IN_CHUNK]
+                held.update(((kind, key), digest) for key, digest in conn.execute(
+                    f"SELECT key, hash FROM catalog_rows WHERE kind = ? AND key IN ({', '.join('?' * len(chunk))})",
+                    [kind, *chunk]).fetchall())
+        return held
+
     def _store_names(self, conn: sqlite3.Connection, stores: list[str]) -> dict[str, str]:
         return {s["id"]: s["name"] for s in self._datas(conn, "store", list(dict.fromkeys(stores)))}
 
 
 def _current_version(conn: sqlite3.Connection) -> int:
     return conn.execute("SELECT coalesce(max(version), 0) FROM catalog_rows").fetchone()[0]
+
+
+def _write(conn: sqlite3.Connection, version: int, changed: list[tuple[str, str, str, str]],
+           gone: list[tuple[str, str]]) -> None:
+    """Stamp rows with `version`: `changed` (kind, key, hash, JSON) written, `gone` (kind, key) left as tombstones."""
+    conn.executemany(
+        "INSERT INTO catalog_rows (kind, key, version, hash, data) VALUES (?, ?, ?, ?, ?) "
+        "ON CONFLICT (kind, key) DO UPDATE SET version = excluded.version, hash = excluded.hash, "
+        "data = excluded.data",
+        [(kind, key, version, digest, text) for kind, key, digest, text in changed])
+    conn.executemany("UPDATE catalog_rows SET version = ?, hash = NULL, data = NULL WHERE kind = ? AND key = ?",
+                     [(version, kind, key) for kind, key in gone])
 
 
 def _feed_rows(feed: dict[str, Any]) -> dict[tuple[str, str], tuple[str, str]]:
@@ -230,16 +340,74 @@ def _feed_rows(feed: dict[str, Any]) -> dict[tuple[str, str], tuple[str, str]]:
         changes.append(("stock", _stock_data(row)))
     for kind, data in changes:
         key = _key(kind, data)
-        text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-        change = {"kind": kind, "key": key, "version": 1, "data": data}
-        problem = check_page({"version": 0, "next_cursor": None, "changes": [change]})
-        if problem:
-            raise ValueError(f"catalog feed, {kind} {key!r}: {problem.removeprefix('change #0: ')}")
-        if len(text.encode()) + _CHANGE_OVERHEAD > PAGE_BYTES:
-            raise ValueError(f"catalog feed, {kind} {key!r}: too large for one catalog page "
-                             f"(at most {PAGE_BYTES} bytes); shorten its description or reviews")
-        rows[(kind, key)] = (hashlib.sha256(text.encode()).hexdigest(), text)
+        rows[(kind, key)] = _hashed(kind, key, data, "catalog feed")
     return rows
+
+
+def _hashed(kind: str, key: str, data: dict[str, Any], where: str) -> tuple[str, str]:
+    """(hash, canonical JSON) of a row in the device's shape, checked as a device checks a page."""
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    change = {"kind": kind, "key": key, "version": 1, "data": data}
+    problem = check_page({"version": 0, "next_cursor": None, "changes": [change]})
+    if problem:
+        raise ValueError(f"{where}, {kind} {key!r}: {problem.removeprefix('change #0: ')}")
+    if len(text.encode()) + _CHANGE_OVERHEAD > PAGE_BYTES:
+        raise ValueError(f"{where}, {kind} {key!r}: too large for one catalog page "
+                         f"(at most {PAGE_BYTES} bytes); shorten its description or reviews")
+    return hashlib.sha256(text.encode()).hexdigest(), text
+
+
+def _change_row(index: int, change: Any) -> tuple[str, str, tuple[str, str] | None]:
+    """(kind, key, (hash, JSON) or None to delete) of one item of a changes feed; ValueError if malformed.
+    A key of None takes the key the data implies."""
+    where = f"catalog change #{index}"
+    if not isinstance(change, Mapping) or change.get("kind") not in KINDS:
+        raise ValueError(f"{where}: needs a kind ({', '.join(KINDS)}), a key and data (an object, or null to delete)")
+    kind, key, data = change["kind"], change.get("key"), change.get("data")
+    if data is not None and not isinstance(data, Mapping):
+        raise ValueError(f"{where}: data must be an object, or null to delete")
+    if data is None and not isinstance(key, str):
+        raise ValueError(f"{where}: a deletion needs the key of the {kind} to delete")
+    shaped = _SHAPES[kind](data) if data is not None else None
+    try:
+        implied = _key(kind, shaped if shaped is not None else _key_data(kind, key))
+    except ValueError as exc:
+        raise ValueError(f"{where}: {str(exc).removeprefix('catalog feed: ')}") from None
+    if data is None:
+        return kind, implied, None
+    if key is not None and key != implied:
+        raise ValueError(f"{where}: key {str(key)[:70]!r} does not match its data ({implied!r})")
+    return kind, implied, _hashed(kind, implied, shaped, where)
+
+
+def _key_data(kind: str, key: str) -> dict[str, Any]:
+    """The fields a key stands for, so a deletion's key is checked like a row's."""
+    if kind == "store":
+        return {"id": key}
+    if kind == "product":
+        return {"gtin": key}
+    gtin, _, store = key.partition("/")
+    return {"gtin": gtin, "store": store or None}
+
+
+def _counted_stock(row: Mapping[str, Any], held: dict[str, Any] | None, stamp: str) -> dict[str, Any] | None:
+    """The stock row after a count, or None when quantity and location are as held."""
+    location = row.get("location") if row.get("location") is not None else (held or {}).get("location")
+    if held is not None and held["quantity"] == row["quantity"] and held.get("location") == location:
+        return None
+    return {"gtin": row["gtin"], "store": row["store"], "quantity": row["quantity"], "location": location,
+            "updated_at": stamp}
+
+
+def _chunks(rows: Iterable[Mapping[str, Any]], size: int) -> Iterator[list[Mapping[str, Any]]]:
+    chunk: list[Mapping[str, Any]] = []
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def _key(kind: str, data: dict[str, Any]) -> str:
@@ -278,3 +446,6 @@ def _stock_data(row: dict[str, Any]) -> dict[str, Any]:
 
 def _store_data(store: dict[str, Any]) -> dict[str, Any]:
     return {"id": store.get("id"), "name": store.get("name")}
+
+
+_SHAPES = {"product": _product_data, "stock": _stock_data, "store": _store_data}

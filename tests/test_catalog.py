@@ -521,3 +521,148 @@ def test_product_view_gives_the_same_answer_from_the_hub_and_the_device(hub, dev
             view = hub.product(product["gtin"], store)
             assert view == device.product(product["gtin"], store)
             assert view["name"] == product["name"] and view["promotion"] == product["promotion"]
+
+
+# --- incremental changes from the online store ------------------------------------------------
+
+def product_change(product: dict, **changes) -> dict:
+    return {"kind": "product", "key": product["gtin"], "data": {**product, **changes}}
+
+
+def stock_change(row: dict, **changes) -> dict:
+    return {"kind": "stock", "key": stock_key(row["gtin"], row["store"]), "data": {**row, **changes}}
+
+
+def test_incremental_changes_and_deletions_reach_a_device_paging_with_since(hub, device, feed):
+    hub.apply_feed(feed)
+    sync(hub, device)
+    repriced, gone = feed["products"][1], feed["products"][2]
+    counted = next(s for s in feed["stock"] if s["store"] == "s001" and s["gtin"] == feed["products"][4]["gtin"])
+    closed = feed["stores"][-1]
+    version = hub.apply_changes([
+        product_change(repriced, price=1.5),
+        stock_change(counted, quantity=counted["quantity"] + 7, location="Back wall"),
+        {"kind": "product", "key": gone["gtin"], "data": None},
+        {"kind": "store", "key": "s077", "data": {"id": "s077", "name": "Zwolle"}},
+        {"kind": "store", "key": closed["id"], "data": None},
+    ])
+    assert version == 2 == hub.version
+    changes = [c for p in sync(hub, device, limit=3) for c in p["changes"]]
+    gone_stock = {stock_key(s["gtin"], s["store"]) for s in feed["stock"] if s["gtin"] == gone["gtin"]}
+    assert {(c["kind"], c["key"]) for c in changes} == {
+        ("product", repriced["gtin"]), ("stock", stock_key(counted["gtin"], "s001")), ("product", gone["gtin"]),
+        ("store", "s077"), ("store", closed["id"]), *(("stock", key) for key in gone_stock)}
+    assert all(c["version"] == 2 for c in changes)
+    assert device.version == 2
+    assert device.product(repriced["gtin"], "s001")["price"] == 1.5
+    assert device.product(counted["gtin"], "s001")["stock"]["here"] == {"quantity": counted["quantity"] + 7,
+                                                                        "location": "Back wall"}
+    assert device.product(gone["gtin"], "s001") is None is hub.product(gone["gtin"], "s001")
+    assert device.db.execute("SELECT count(*) FROM stock WHERE gtin = ?", [gone["gtin"]]).fetchone()[0] == 0
+    assert device_stores(device) == {**{s["id"]: s["name"] for s in feed["stores"][:-1]}, "s077": "Zwolle"}
+    assert_same_catalog(hub, device, gtins_of(feed)[:10], ["s001", "s002"])
+
+
+def test_changes_equal_to_what_the_hub_holds_move_nothing(hub, feed):
+    hub.apply_feed(feed)
+    written = hub.db.conn.total_changes
+    same = [product_change(p) for p in feed["products"][:5]] + [stock_change(s) for s in feed["stock"][:5]]
+    never_held = {"kind": "product", "key": "00000000000000", "data": None}
+    assert hub.apply_changes([*same, never_held]) == 1
+    assert hub.db.conn.total_changes == written
+    assert hub.changes(1)["changes"] == []
+
+
+def test_only_the_rows_that_changed_get_the_new_version(hub, feed):
+    hub.apply_feed(feed)
+    first, second = feed["products"][:2]
+    assert hub.apply_changes([product_change(first), product_change(second, name="Renamed")]) == 2
+    assert [(c["key"], c["version"]) for c in hub.changes(1)["changes"]] == [(second["gtin"], 2)]
+
+
+def test_of_several_changes_to_one_row_in_a_batch_the_last_counts(hub, feed):
+    hub.apply_feed(feed)
+    product = feed["products"][0]
+    hub.apply_changes([product_change(product, price=1.0), {"kind": "product", "key": product["gtin"], "data": None},
+                       product_change(product, price=3.0)])
+    assert hub.product(product["gtin"], "s001")["price"] == 3.0
+
+
+def test_a_product_deleted_by_one_batch_and_sent_again_by_a_later_one_comes_back(hub, device, feed):
+    hub.apply_feed(feed)
+    product = feed["products"][0]
+    hub.apply_changes([{"kind": "product", "key": product["gtin"], "data": None}])
+    sync(hub, device)
+    stock = [s for s in feed["stock"] if s["gtin"] == product["gtin"]]
+    assert hub.apply_changes([product_change(product), *(stock_change(s) for s in stock)]) == 3
+    sync(hub, device)
+    assert device.product(product["gtin"], "s001") == hub.product(product["gtin"], "s001") is not None
+    assert device.product(product["gtin"], "s001")["stock"]["here"]["quantity"] == next(
+        s["quantity"] for s in stock if s["store"] == "s001")
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"kind": "product", "key": "04009114002005", "data": {"gtin": "04009114002012", "name": "X"}},
+     "does not match its data"),
+    ({"kind": "price", "key": "04009114002005", "data": None}, "needs a kind"),
+    ({"kind": "product", "key": "123", "data": None}, "GTIN-14"),
+    ({"kind": "stock", "key": "04009114002005", "data": None}, "neither a store id"),
+    ({"kind": "product", "key": None, "data": None}, "needs the key"),
+    ({"kind": "product", "key": "04009114002005", "data": "gone"}, "data must be an object"),
+    ({"kind": "stock", "key": "04009114002005/s001",
+      "data": {"gtin": "04009114002005", "store": "s001", "quantity": "3"}}, "quantity"),
+])
+def test_a_malformed_change_is_refused_with_its_position_and_nothing_is_written(hub, feed, change, message):
+    hub.apply_feed(feed)
+    fine = product_change(feed["products"][0], name="Would change")
+    with pytest.raises(ValueError, match=message) as refused:
+        hub.apply_changes([fine, change])
+    assert "catalog change #1" in str(refused.value)
+    assert hub.version == 1 and hub.changes(1)["changes"] == []
+
+
+# --- stock counts ---------------------------------------------------------------------------------
+
+def test_update_stock_moves_only_the_rows_whose_quantity_or_location_changed(hub, device, feed):
+    hub.apply_feed(feed)
+    sync(hub, device)
+    here = [s for s in feed["stock"] if s["store"] == "s001"][:4]
+    counts = [{**here[0], "location": None},                                   # as held: location kept
+              {**here[1], "quantity": here[1]["quantity"] + 1, "location": None},  # new quantity
+              {**here[2], "location": "Window"},                               # new location
+              {"gtin": here[3]["gtin"], "store": "s042", "quantity": 2, "location": None}]  # a new row
+    version, changed = hub.update_stock(counts, now=seed.REFERENCE_NOW)
+    assert (version, changed) == (2, 3)
+    changes = [c for p in sync(hub, device) for c in p["changes"]]
+    assert sorted(c["key"] for c in changes) == sorted(
+        [stock_key(here[1]["gtin"], "s001"), stock_key(here[2]["gtin"], "s001"), stock_key(here[3]["gtin"], "s042")])
+    assert {c["data"]["updated_at"] for c in changes} == {"2026-11-22T09:00:00Z"}
+    assert device.product(here[1]["gtin"], "s001")["stock"]["here"] == {
+        "quantity": here[1]["quantity"] + 1, "location": here[1]["location"]}
+    assert device.product(here[2]["gtin"], "s001")["stock"]["here"]["location"] == "Window"
+    assert hub.update_stock(counts) == (2, 0)
+
+
+def test_update_stock_skips_products_the_catalog_does_not_have_and_a_dry_run_writes_nothing(hub, feed):
+    hub.apply_feed(feed)
+    row = next(s for s in feed["stock"] if s["store"] == "s001")
+    unknown = []
+    counts = [{**row, "quantity": row["quantity"] + 1}, {"gtin": "00000000000017", "store": "s001", "quantity": 1,
+                                                         "location": None}]
+    written = hub.db.conn.total_changes
+    assert hub.update_stock(counts, dry_run=True, on_unknown=unknown.append) == (1, 1)
+    assert hub.db.conn.total_changes == written and hub.version == 1
+    assert [u["gtin"] for u in unknown] == ["00000000000017"]
+    assert hub.update_stock(counts) == (2, 1)
+
+
+def test_products_and_new_products_read_product_screens_for_offers(hub, feed):
+    hub.apply_feed(feed)
+    gtins = gtins_of(feed)[:3]
+    assert hub.products([*gtins, "00000000000017", gtins[0]], "s001") == {g: hub.product(g, "s001") for g in gtins}
+    new = hub.new_products(["shoes", "bags"], since="2026-10-01T00:00:00Z", store="s001", limit=5)
+    assert 0 < len(new) <= 5
+    assert all(p["category"] in ("shoes", "bags") and p["updated_at"] >= "2026-10-01T00:00:00Z"
+               and p["stock"]["here"]["quantity"] > 0 for p in new.values())
+    assert [p["updated_at"] for p in new.values()] == sorted((p["updated_at"] for p in new.values()), reverse=True)
+    assert hub.new_products([], since="2026-10-01T00:00:00Z", store="s001") == {}
