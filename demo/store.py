@@ -100,6 +100,7 @@ class DemoStore:
         issuer = Issuer.load_or_create(self.issuer_key)
         self.jwks_file.write_text(json.dumps(issuer.jwks(), indent=2))
         api_key = _secret(self.root / "online" / "api_key")
+        webhook_secret = _secret(self.root / "online" / "webhook_secret")
         _secret(self.root / "hub" / "secret_key")
         self._write_toml(self.root / "hub" / "hub.toml", {
             "store": STORE, "store_name": STORE_NAME, "demo": True,
@@ -107,7 +108,9 @@ class DemoStore:
                      "password_file": str(self.broker.password_file_for(self.broker.hub_user))},
             "db": {"path": str(self.root / "hub" / "hub.db")},
             "web": {"host": "127.0.0.1", "port": self.hub_port, "secret_key_file": str(self.root / "hub" / "secret_key")},
-            "online": {"base_url": f"http://127.0.0.1:{self.online_port}", "api_key_file": str(api_key)},
+            "online": {"base_url": f"http://127.0.0.1:{self.online_port}", "api_key_file": str(api_key),
+                       "webhook_secret_file": str(webhook_secret)},
+            "sync": {"interval_s": 30.0},
         })
         from hub.staff import hash_password
         from hub.store import HubStore, open_hub_db
@@ -115,14 +118,8 @@ class DemoStore:
         if hub_store.staff(DEMO_STAFF[0]) is None:
             hub_store.add_staff(DEMO_STAFF[0], hash_password(DEMO_STAFF[1]), "manager", STORE)
         hub_store.db.conn.close()
-        from demo import seed
-        from demo.catalog_feed import catalog_feed
-        from hub.catalog import HubCatalog
-        # The hub's catalog, as the online store's catalog feed fills it (the connector of a later issue);
-        # every kiosk's agent then syncs its own catalog.db from the hub over MQTT.
-        hub_catalog = HubCatalog(open_hub_db(self.root / "hub" / "hub.db"))
-        hub_catalog.apply_feed(catalog_feed(seed.build()))
-        hub_catalog.db.conn.close()
+        # The hub pulls the catalog from the online store's changes feed when it starts; every kiosk's
+        # agent then syncs its own catalog.db from the hub over MQTT.
         for device in self.kiosks:
             folder = self.kiosk_dir(device)
             self.camera_dir(device).mkdir(parents=True, exist_ok=True)
@@ -174,7 +171,9 @@ class DemoStore:
     def _start(self, timeout: float) -> None:
         self.prepare()
         self.broker.start()
-        self._spawn("online", ["-m", "demo", "--state", str(self.root), "online-store", "--port", str(self.online_port)])
+        self._spawn("online", ["-m", "demo", "--state", str(self.root), "online-store", "--port", str(self.online_port),
+                               "--webhook-url", self.hub_url + "webhooks/online",
+                               "--webhook-secret-file", str(self.root / "online" / "webhook_secret")])
         self._spawn("hub", ["-m", "hub", "run", "--config", str(self.root / "hub" / "hub.toml")])
         for device in self.kiosks:
             self._spawn(f"{device}-agent", ["-m", "edge_agent", "--config", str(self.kiosk_dir(device) / "agent.toml")])
@@ -186,21 +185,24 @@ class DemoStore:
         self.wait_for_catalogs(timeout)
 
     def wait_for_catalogs(self, timeout: float) -> None:
-        """Every kiosk's agent has synced the hub's catalog (a product scan answers from it)."""
+        """The hub has the online store's catalog, and every kiosk's agent has synced it (a product scan answers)."""
         deadline = time.monotonic() + timeout
-        want = requests.get(self.hub_url + "healthz", timeout=2).json().get("catalog_version")
-        for device in self.kiosks:
-            while True:
-                try:
-                    have = requests.get(self.kiosk_url(device) + "healthz", timeout=1).json().get("catalog_version")
-                except (requests.RequestException, ValueError):
-                    have = None
-                if have == want:
-                    break
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"{device} did not sync the catalog (version {have}, hub {want}); "
-                                       f"see {self.root / 'logs' / (device + '-agent.log')}")
-                time.sleep(0.1)
+
+        def version(url: str) -> int | None:
+            try:
+                return requests.get(url + "healthz", timeout=1).json().get("catalog_version")
+            except (requests.RequestException, ValueError):
+                return None
+        while True:
+            # Read the hub's each time: it may still be paging the online store's feed (a version per page).
+            hub = version(self.hub_url)
+            kiosks = {device: version(self.kiosk_url(device)) for device in self.kiosks}
+            if hub and all(have == hub for have in kiosks.values()):
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"catalogs not in sync after {timeout} s (hub {hub}, kiosks {kiosks}); "
+                                   f"see the logs in {self.root / 'logs'}")
+            time.sleep(0.1)
 
     def _spawn(self, name: str, args: list[str]) -> None:
         log = open(self.root / "logs" / f"{name}.log", "ab")

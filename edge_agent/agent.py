@@ -55,7 +55,7 @@ CATALOG_RETRY_S = (5.0, 300.0)
 class EdgeAgent:
     def __init__(self, *, store: str, device: str, login: BrokerLogin, outbox: Outbox, version: str,
                  topic_prefix: str = "omnikiosk", window: int = 100, unconfirmed_max: int = 1000,
-                 receipt_timeout_s: float = 30.0, poll_s: float = 0.2, catalog: CatalogCache | None = None,
+                 receipt_timeout_s: float = 30.0, poll_s: float = 0.05, catalog: CatalogCache | None = None,
                  kiosk: KioskLink | None = None, telemetry_interval_s: float = 30.0,
                  backoff: Backoff | None = None, config_path: str | None = None,
                  on_restart: Callable[[], None] = lambda: None,

@@ -61,7 +61,8 @@ class Answers:
     """What each method answers; pure of MQTT. Raises AnswerError with a protocol error code."""
 
     def __init__(self, *, store: str, catalog: HubCatalog, profiles: ProfileSource, updates: OnlineUpdates,
-                 pusher: CartPusher | None, offers_secret: bytes, profile_budget_s: float = 0.2,
+                 pusher: CartPusher | None, offers_secret: bytes, engine: offers.OfferEngine | None = None,
+                 profile_budget_s: float = 0.2,
                  cart_budget_s: float = 0.2, clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
         self.store = store
         self.catalog = catalog
@@ -69,6 +70,7 @@ class Answers:
         self.updates = updates
         self.pusher = pusher
         self.offers_secret = offers_secret
+        self.engine = engine or offers.OfferEngine.from_file(None)
         self.profile_budget_s = profile_budget_s
         self.cart_budget_s = cart_budget_s
         self._clock = clock
@@ -89,19 +91,23 @@ class Answers:
             raise AnswerError("unavailable", "the member's profile cannot be fetched right now")
         return profile
 
-    def _stock_for(self, profile: dict[str, Any]) -> dict[str, dict[str, Any]]:
-        return self.catalog.stock_here(offers.profile_gtins(profile), self.store)
+    def _valued(self, profile: dict[str, Any]) -> tuple[datetime, dict[str, Any], dict[str, Any]]:
+        """Now, stock here and the catalog's products (prices and promotions as online) for this member."""
+        now = self._clock()
+        stock = self.catalog.stock_here(offers.profile_gtins(profile), self.store)
+        products = offers.offer_products(self.engine, profile, self.catalog, store=self.store, now=now)
+        return now, stock, products
 
     def member_welcome(self, device: str, params: dict[str, Any]) -> dict[str, Any]:
         profile = self._profile(params["member"])
-        return offers.welcome(profile, stock_here=self._stock_for(profile), now=self._clock(),
-                              secret=self.offers_secret)
+        now, stock, products = self._valued(profile)
+        return self.engine.welcome(profile, stock_here=stock, products=products, now=now, secret=self.offers_secret)
 
     def member_offers(self, device: str, params: dict[str, Any]) -> dict[str, Any]:
         profile = self._profile(params["member"])
-        stock = self._stock_for(profile)
-        return {"offers": offers.member_offers(profile, stock_here=stock, now=self._clock(),
-                                               secret=self.offers_secret, gtin=params.get("gtin")),
+        now, stock, products = self._valued(profile)
+        return {"offers": self.engine.offers(profile, stock_here=stock, products=products, now=now,
+                                             secret=self.offers_secret, gtin=params.get("gtin")),
                 "wishlist_here": offers.wishlist_here(profile, stock)}
 
     def product_detail(self, device: str, params: dict[str, Any]) -> dict[str, Any]:

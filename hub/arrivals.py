@@ -151,9 +151,10 @@ class ArrivalDesk:
         profile, source, age = self._profile(member, now)
         card = arrival_card(event, profile, store=self.store, now=now, profile_source=source,
                             profile_age_s=age, late=late)
+        # Without clienteling consent the arrival is not linked to the member (only that someone checked in).
         arrival_id = self.hub_store.add_arrival(event_id=event.id, store=self.store, device=event.device,
-                                                customer_id=member, jti=jti, scanned_at=event.ts, late=late,
-                                                payload=card)
+                                                customer_id=member if card["consent"] else "", jti=jti,
+                                                scanned_at=event.ts, late=late, payload=card)
         if arrival_id is None:
             return None  # already announced (a redelivered event)
         card["id"] = arrival_id

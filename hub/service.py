@@ -5,24 +5,29 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections import Counter
 import threading
 import time
 from datetime import datetime, timedelta, timezone
 from importlib.metadata import version as dist_version
 from typing import Any
 
+from hub.activity import ActivityPusher, close_visits, track
 from hub.answers import Answers, RequestDesk, offers_secret
 from hub.arrivals import ArrivalDesk
 from hub.catalog import HubCatalog
 from hub.ingest import Ingest
 from hub.online import RestOnlineStore
-from hub.online_updates import CartPusher, OnlineUpdates, insert_update
+from hub.offers import OfferEngine
+from hub.online_updates import CartPusher, OnlineUpdates
 from hub.profiles import ProfileSource
 from hub.store import HubStore, open_hub_db
+from hub.sync import OnlineSync
+from hub.webhooks import WebhookRejection
 from hub.web import STAFF_NAMESPACE, Metric, create_app, store_room
 from protocol.backoff import Backoff
 from protocol.cli import read_secret
-from protocol.envelope import Envelope
+from protocol.envelope import Envelope, format_ts
 from protocol.mqtt import BrokerLogin
 from protocol.settings import Config
 from protocol.topics import Topics
@@ -30,6 +35,8 @@ from protocol.topics import Topics
 log = logging.getLogger("hub")
 
 HOUSEKEEPING_EVERY_S = 10.0
+# Webhook refusals that mean "this did not come from the online store" (401); the rest are malformed (400).
+UNAUTHENTIC = ("not_configured", "missing_signature", "bad_signature", "stale")
 DONE_CART_LINES_KEPT_DAYS = 35
 
 
@@ -47,14 +54,25 @@ class Hub:
         secret_key = (read_secret(config["web.secret_key_file"], "session key") if config["web.secret_key_file"]
                       else secrets.token_urlsafe(32))  # demo only (config check refuses this otherwise)
         self.app, self.socketio = create_app(config, hub_store=self.web_store, secret_key=secret_key,
-                                             metrics=self.metrics, health=self.health)
-        self.online = RestOnlineStore(config["online.base_url"],
-                                      read_secret(config["online.api_key_file"], "online store API key"),
-                                      timeout_s=config["online.timeout_s"])
+                                             metrics=self.metrics, health=self.health, on_webhook=self._webhook)
+        self.online = RestOnlineStore(
+            config["online.base_url"], read_secret(config["online.api_key_file"], "online store API key"),
+            timeout_s=config["online.timeout_s"], background_timeout_s=config["online.background_timeout_s"],
+            webhook_secret=(read_secret(config["online.webhook_secret_file"], "webhook secret")
+                            if config["online.webhook_secret_file"] else None),
+            failure_threshold=config["online.breaker_failures"], cooldown_s=config["online.breaker_cooldown_s"])
         self.pusher = CartPusher(self.updates, self.online)
+        self.activity_pusher = ActivityPusher(self.updates, self.online)
+        self.sync = OnlineSync(hub_store=HubStore(open_hub_db(path)), catalog=self.catalog, online=self.online,
+                               store=store, on_catalog_changed=self._catalog_changed,
+                               interval_s=config["sync.interval_s"], reconcile_every_s=config["sync.reconcile_every_s"],
+                               prefetch_days=config["sync.prefetch_days"], profile_ttl_s=config["profile.ttl_s"],
+                               own_stock_from_feed=config["stock.source"] == "online")
+        self.webhook_counts: Counter = Counter()
         self.desk = ArrivalDesk(store=store, hub_store=self.web_store, online=self.online, emit=self._emit_arrival,
                                 profile_ttl_s=config["profile.ttl_s"], late_after_s=config["arrivals.late_after_s"])
         answers = Answers(store=store, catalog=self.catalog, updates=self.updates, pusher=self.pusher,
+                          engine=OfferEngine.from_file(config["offers.rules_file"]),
                           profiles=ProfileSource(hub_store=self.web_store, online=self.online,
                                                  ttl_s=config["profile.ttl_s"]),
                           offers_secret=offers_secret(secret_key),
@@ -75,23 +93,41 @@ class Hub:
         self.requests.bind(self.ingest.client)
         self._stopping = threading.Event()
         self._housekeeping: threading.Thread | None = None
+        self.activity_counts: Counter = Counter()
 
-    @staticmethod
-    def _in_commit(db: HubStore, events: list[Envelope]) -> None:
-        """Inside the ingest transaction: an item sent to an online cart is queued for the online store
-        together with its event, so no crash keeps one and loses the other. The key is the event id, so
-        the kiosk's own cart.add request and this event make one cart line."""
-        now = datetime.now(timezone.utc)
-        for event in events:
-            if event.type == "cart.sent" and isinstance(event.data.get("member"), str):
-                insert_update(db.db, event.id, "cart.add", event.data["member"],
-                              {"gtin": event.data["gtin"], "quantity": 1, "device": event.device}, now)
+    def _in_commit(self, db: HubStore, events: list[Envelope]) -> None:
+        """Inside the ingest transaction: sessions, visits, anonymity, and what goes online (activity and
+        cart lines, keyed by event id), so no crash keeps an event and loses what it queued."""
+        done = track(db.db, events, store=self.config["store"], now=datetime.now(timezone.utc))
+        self.activity_counts.update(done)
 
     def _on_stored(self, events: list[Envelope]) -> None:
-        """After commit: arrivals to staff; the cart pusher looks at what was queued."""
+        """After commit: arrivals to staff; the pushers look at what was queued."""
         self.desk.on_stored(events)
         if any(e.type == "cart.sent" for e in events):
             self.pusher.wake()
+
+    def _catalog_changed(self) -> None:
+        if self.ingest.connected.is_set():
+            self.ingest.announce_catalog()
+
+    def _webhook(self, raw: bytes, headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        """POST /webhooks/online: verify the signature and age, deduplicate by event id, then let sync look."""
+        verdict = self.online.verify_webhook(raw, headers, now=time.time())
+        if isinstance(verdict, WebhookRejection):
+            self.webhook_counts[verdict.reason] += 1
+            log.warning("webhook refused", extra={"reason": verdict.reason, "detail": verdict.detail,
+                                                  "remote_id": str(headers.get("X-Omnikiosk-Webhook-Id", ""))[:80]})
+            status = 401 if verdict.reason in UNAUTHENTIC else 400
+            return status, {"ok": False, "error": {"code": verdict.reason, "message": verdict.detail}}
+        if not self.web_store.first_webhook(verdict.id, verdict.type, format_ts(datetime.now(timezone.utc))):
+            # Answered 2xx all the same: the sender retries until it hears one, and it was handled before.
+            self.webhook_counts["duplicate"] += 1
+            log.info("webhook delivered again; already handled", extra={"id": verdict.id, "type": verdict.type})
+            return 200, {"ok": True, "duplicate": True}
+        self.webhook_counts["accepted"] += 1
+        self.sync.webhook(verdict.type, verdict.data)
+        return 200, {"ok": True}
 
     def _emit_arrival(self, card: dict[str, Any]) -> None:
         self.socketio.emit("arrival", card, namespace=STAFF_NAMESPACE, to=store_room(self.config["store"]))
@@ -122,13 +158,25 @@ class Hub:
                  for k, v in sorted(self.updates.counts().items())]
         rows += [("omnikiosk_hub_cart_pushes_total", "cart lines pushed to the online store", {"outcome": k}, v)
                  for k, v in sorted(self.pusher.counters.items())]
+        rows += [("omnikiosk_hub_activity_pushes_total", "in-store activity pushed to the online store",
+                  {"outcome": k}, v) for k, v in sorted(self.activity_pusher.counters.items())]
+        rows += [("omnikiosk_hub_webhooks_total", "webhook deliveries by outcome", {"outcome": k}, v)
+                 for k, v in sorted(self.webhook_counts.items())]
+        rows += [("omnikiosk_hub_sync_total", "online sync outcomes", {"outcome": k}, v)
+                 for k, v in sorted(self.sync.counters.items())]
+        rows += [("omnikiosk_hub_activity_total", "in-store activity tracked at ingest", {"outcome": k}, v)
+                 for k, v in sorted(self.activity_counts.items())]
+        rows.append(("omnikiosk_hub_online_circuit_open", "1 while calls to the online store fail fast", {},
+                     int(self.online.breaker_state != "closed")))
         return rows
 
     def start(self) -> "Hub":
         self.desk.start()
         self.requests.start()
         self.pusher.start()
+        self.activity_pusher.start()
         self.ingest.start()
+        self.sync.start()
         self._housekeeping = threading.Thread(target=self._housekeep, name="hub-housekeeping", daemon=True)
         self._housekeeping.start()
         return self
@@ -142,6 +190,9 @@ class Hub:
             try:
                 if self.ingest.connected.is_set():
                     self.ingest.announce_catalog()
+                with self.web_store.transaction() as db:
+                    if close_visits(db.db, now=datetime.now(timezone.utc), gap_s=self.config["visits.gap_s"]):
+                        self.activity_pusher.wake()
                 if time.monotonic() - last_sweep > 3600:
                     last_sweep = time.monotonic()
                     self.updates.forget_done(datetime.now(timezone.utc) - timedelta(days=DONE_CART_LINES_KEPT_DAYS))
@@ -163,7 +214,9 @@ class Hub:
 
     def stop(self) -> None:
         self._stopping.set()
+        self.sync.stop()
         self.ingest.stop()
         self.requests.stop()
         self.pusher.stop()
+        self.activity_pusher.stop()
         self.desk.stop()

@@ -57,11 +57,24 @@ def _m004_device_telemetry(db: sqlite_utils.Database) -> None:
     db["devices"].add_column("telemetry_ts", str)
 
 
+def _m005_activity(db: sqlite_utils.Database) -> None:
+    from hub.activity import create_activity_tables
+    create_activity_tables(db)
+
+
+def _m006_sync(db: sqlite_utils.Database) -> None:
+    db.execute("CREATE TABLE sync_cursors (name TEXT PRIMARY KEY, cursor TEXT, updated_at TEXT NOT NULL)")
+    # Webhook deliveries already handled: a redelivery (the sender retries until it hears 2xx) is counted, not redone.
+    db.execute("CREATE TABLE webhook_events (id TEXT PRIMARY KEY, type TEXT NOT NULL, received_at TEXT NOT NULL)")
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("001_initial", _m001_initial),
     ("002_catalog", _m002_catalog),
     ("003_online_updates", _m003_online_updates),
     ("004_device_telemetry", _m004_device_telemetry),
+    ("005_activity", _m005_activity),
+    ("006_sync", _m006_sync),
 ]
 
 
@@ -172,10 +185,51 @@ class HubStore:
             row = self.db.execute("SELECT profile, fetched_at FROM customers WHERE id = ?", [customer_id]).fetchone()
         return (json.loads(row[0]), row[1]) if row else None
 
-    def cache_profile(self, customer_id: str, profile: dict[str, Any], fetched_at: str) -> None:
+    def cache_profile(self, customer_id: str, profile: dict[str, Any], fetched_at: str) -> bool:
+        """Keep a profile. A member the online store erased is never kept again; a member without
+        clienteling consent is unlinked from what they did here (their events become anonymous)."""
+        from hub.activity import forget_member, is_erased
+        with self.transaction():
+            if is_erased(self.db, customer_id):
+                return False
+            self.db.execute("INSERT INTO customers (id, profile, fetched_at) VALUES (?, ?, ?) ON CONFLICT(id) "
+                            "DO UPDATE SET profile = excluded.profile, fetched_at = excluded.fetched_at",
+                            [customer_id, json.dumps(profile), fetched_at])
+            if not (profile.get("consent") or {}).get("clienteling", False):
+                forget_member(self.db, customer_id, erase=False, now=datetime.now(timezone.utc))
+        return True
+
+    def erase_member(self, customer_id: str, *, now: datetime) -> dict[str, int]:
+        """The online store erased this member: their copy and personal events go (hub.activity.forget_member)."""
+        from hub.activity import forget_member
+        with self.transaction():
+            return forget_member(self.db, customer_id, erase=True, now=now)
+
+    def members_to_prefetch(self, *, since: str, stale_before: str, limit: int) -> list[str]:
+        """Members who checked in here since `since` whose cached profile is missing or older than `stale_before`."""
         with self._lock:
-            self.db["customers"].upsert({"id": customer_id, "profile": json.dumps(profile), "fetched_at": fetched_at},
-                                        pk="id")
+            rows = self.db.execute(
+                "SELECT a.customer_id FROM arrivals a LEFT JOIN customers c ON c.id = a.customer_id "
+                "WHERE a.created_at >= ? AND a.customer_id != '' AND (c.id IS NULL OR c.fetched_at < ?) "
+                "GROUP BY a.customer_id ORDER BY max(a.created_at) DESC LIMIT ?", [since, stale_before, limit]).fetchall()
+        return [row[0] for row in rows]
+
+    # --- sync with the online store
+    def sync_cursor(self, name: str) -> str | None:
+        with self._lock:
+            row = self.db.execute("SELECT cursor FROM sync_cursors WHERE name = ?", [name]).fetchone()
+        return row[0] if row else None
+
+    def set_sync_cursor(self, name: str, cursor: str | None, at: str) -> None:
+        with self.transaction():
+            self.db.execute("INSERT INTO sync_cursors VALUES (?, ?, ?) ON CONFLICT(name) DO UPDATE "
+                            "SET cursor = excluded.cursor, updated_at = excluded.updated_at", [name, cursor, at])
+
+    def first_webhook(self, event_id: str, event_type: str, received_at: str) -> bool:
+        """True the first time a webhook id is seen (then it is handled); False for a redelivery."""
+        with self.transaction():
+            return self.db.execute("INSERT OR IGNORE INTO webhook_events VALUES (?, ?, ?)",
+                                   [event_id[:100], event_type[:60], received_at]).rowcount == 1
 
     def jti_seen_elsewhere(self, jti: str, device: str) -> str | None:
         """The other device that already used this token id, if any (a replayed QR)."""

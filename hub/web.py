@@ -26,9 +26,15 @@ def store_room(store: str) -> str:
     return f"store:{store}"
 
 
+WEBHOOK_MAX_BYTES = 64 * 1024
+# A webhook delivery → (HTTP status, JSON answer); the hub service verifies, deduplicates and dispatches.
+WebhookHandler = Callable[[bytes, dict[str, str]], tuple[int, dict[str, Any]]]
+
+
 def create_app(config: Config, *, hub_store: HubStore, secret_key: str,
                metrics: Callable[[], list[Metric]] = lambda: [],
-               health: Callable[[], dict[str, Any]] = lambda: {}) -> tuple[Flask, SocketIO]:
+               health: Callable[[], dict[str, Any]] = lambda: {},
+               on_webhook: WebhookHandler | None = None) -> tuple[Flask, SocketIO]:
     app = Flask(__name__)
     demo = config["demo"]
     app.config.update(
@@ -75,6 +81,8 @@ def create_app(config: Config, *, hub_store: HubStore, secret_key: str,
 
     @app.before_request
     def check_csrf():
+        if request.path.startswith("/webhooks/"):
+            return None  # no browser session here: each delivery is signed (HMAC), checked by the handler
         if request.method in ("POST", "PUT", "PATCH", "DELETE"):
             sent = request.form.get("csrf_token") or request.headers.get("X-CSRF-Token", "")
             if not hmac.compare_digest(sent, session.get("csrf", "\0")):
@@ -141,6 +149,15 @@ def create_app(config: Config, *, hub_store: HubStore, secret_key: str,
         if not after.isdigit():
             return jsonify(error={"code": "bad_request", "message": "after must be an arrival id"}), 400
         return jsonify(items=hub_store.recent_arrivals(store_id, after_id=int(after)))
+
+    @app.post("/webhooks/online")
+    def online_webhook():
+        if on_webhook is None:
+            return jsonify(ok=False, error={"code": "not_configured", "message": "webhooks are off"}), 404
+        if (request.content_length or 0) > WEBHOOK_MAX_BYTES:
+            return jsonify(ok=False, error={"code": "too_large", "message": "body over 64 KiB"}), 413
+        status, answer = on_webhook(request.get_data(cache=False), dict(request.headers))
+        return jsonify(answer), status
 
     @app.get("/healthz")
     def healthz():
