@@ -124,12 +124,14 @@ class Shopper:
         self.counters["members"] += 1
         log.info("member checked in", extra={"session": session.id, "typ": claims.typ})
         answer = self.hub.member_welcome(claims.member) if self.hub else None
+        offers = _with_codes(answer.get("offers", [])) if answer else []
+        self._record_offers_shown(session, answer.get("offers", []) if answer else [], claims.member)
         # The hub's figures are fresher (points change online); the signed token's stand in when it is away.
         return self._show({
             "view": "member", "first_name": (answer or {}).get("first_name") or claims.given_name,
             "tier": (answer or {}).get("tier") or claims.tier,
             "points": _points((answer or {}).get("points"), claims.points),
-            "offers": _with_codes(answer.get("offers", [])) if answer else [],
+            "offers": offers,
             "offers_note": None if answer else TILL_FALLBACK,
             "wishlist_here": [{"name": w.get("name"), "location": w.get("location")}
                               for w in (answer or {}).get("wishlist_here", [])][:4],
@@ -159,7 +161,22 @@ class Shopper:
             offers = _with_codes(answer.get("offers", [])) if answer else []
             view["member_offer"] = offers[0] if offers else None
             view["offers_note"] = None if answer else TILL_FALLBACK
+            self._record_offers_shown(session, [o for o in (answer or {}).get("offers", []) if o.get("code")][:1],
+                                      member.member)
         return self._show(view)
+
+    def _record_offers_shown(self, session: ShopperSession, offers: list[dict[str, Any]], member: str) -> None:
+        """An `offer.shown` per offer on screen (low priority: dropped first when the outbox is full), so the
+        online store learns which offers the member saw in the store."""
+        for offer in (o for o in offers if isinstance(o, dict) and o.get("code") and o.get("id")):
+            data: dict[str, Any] = {"session": session.id, "offer": str(offer["id"])[:64], "member": member}
+            if isinstance(offer.get("gtin"), str):
+                data["gtin"] = offer["gtin"]
+            try:
+                self.outbox.append("offer.shown", data)
+            except OutboxFull:
+                self.counters["outbox_full"] += 1
+                return
 
     def request_assistance(self, gtin: str | None, now: float) -> None:
         """The shopper tapped "Ask for help": staff get an `assist.requested` with the kiosk and product."""

@@ -238,3 +238,6 @@ def test_member_welcome_from_the_hub_gets_till_codes(tmp_path, issuer, catalog):
     assert view["offers"][0]["code"] == "GOLD10" and view["offers"][0]["code_qr"].startswith("data:image/svg")
     assert view["offers_note"] is None and view["wishlist_here"] == [{"name": "Merino Cardigan", "location": "aisle 3"}]
     assert asked == [{"method": "member.welcome", "params": {"member": "M0001"}, "timeout_s": 2}]
+    # What was shown is recorded, so the online store learns which offers the member saw here.
+    shown = [data for event_type, data in events(outbox) if event_type == "offer.shown"]
+    assert [(d["offer"], d["member"]) for d in shown] == [("o1", "M0001")]
