@@ -24,6 +24,7 @@ PHOTOS ?= ../shared/data/qr-photos
 
 bench: deps  ## run the benchmarks (prints tables and a JSON line each)
 	$(PY) bench/ingest.py
+	$(PY) bench/arrival.py
 	$(PY) bench/outbox.py
 	$(PY) bench/chaos.py
 	$(PY) bench/scan.py

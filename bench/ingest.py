@@ -11,7 +11,13 @@ Two modes, both against a real Mosquitto, each variant getting the same N events
   naive    manual_ack, commit each event and ack inside on_message (what was seen crawling)
   omnikiosk  hub.ingest.Ingest: on_message queues, one writer commits a batch, then acks it
 
-Usage: python bench/ingest.py [--events N] [--mode queued|live|both]
+  fleet    20 devices publish at once (QoS 1, each its own client) to a real hub process
+           (`python -m hub run`) whose database already caches 100,000 customer profiles: events
+           committed per second (acknowledged after commit, receipted), against a raw paho
+           subscriber that only counts the same 20 devices' messages; and the hub process's RSS.
+
+Targets (issue 5, fleet): committed >= 0.5x raw and >= 1,500 events/s; hub RSS < 300 MB.
+Usage: python bench/ingest.py [--events N] [--mode queued|live|fleet|all]
 The last line is one JSON object.
 """
 
@@ -32,7 +38,7 @@ import paho.mqtt.client as mqtt
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from demo.broker import Broker  # noqa: E402
+from demo.broker import Broker, free_port  # noqa: E402
 from hub.ingest import Ingest  # noqa: E402
 from hub.store import HubStore, open_hub_db  # noqa: E402
 from protocol.envelope import make_envelope  # noqa: E402
@@ -183,17 +189,148 @@ def measure(mode: str, n: int) -> dict:
     return results
 
 
+FLEET = [f"s001-k{n:02d}" for n in range(1, 21)]
+FLEET_CUSTOMERS = 100_000
+FLEET_TARGETS = {"ratio": 0.5, "committed_per_s": 1500, "hub_rss_mb": 300}
+
+
+def fleet_publish(broker: Broker, per_device: int, started: threading.Event) -> None:
+    """Each of the 20 devices publishes its own numbered envelopes at QoS 1, all at once."""
+    now = datetime.now(timezone.utc)
+    threads = []
+    for device in FLEET:
+        bodies = [make_envelope(store=STORE, device=device, type="scan.product", seq=i + 1, now=now,
+                                data={"session": "bench", "gtin": f"{i:014d}", "source": "ean13"}).to_json()
+                  for i in range(per_device)]
+        threads.append(threading.Thread(target=_device_publishes, args=(broker, device, bodies, started), daemon=True))
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def _device_publishes(broker: Broker, device: str, bodies: list[str], started: threading.Event) -> None:
+    client = build_client(f"bench-{device}", login(broker, device), will_topic=TOPICS.status(device),
+                          will_payload=b"{}")
+    client.max_inflight_messages_set(100)
+    connected = threading.Event()
+    client.on_connect = lambda *a: connected.set()
+    connect(client, login(broker, device))
+    client.loop_start()
+    assert connected.wait(10)
+    started.wait()
+    infos = [client.publish(TOPICS.events(device), body, qos=1) for body in bodies]
+    for info in infos:
+        info.wait_for_publish(120)
+    client.disconnect()
+    client.loop_stop()
+
+
+def seed_customers(db_path: Path, count: int) -> None:
+    """A hub database that already caches `count` profiles (the demo's, under new ids)."""
+    from demo import seed
+    from hub.store import HubStore, open_hub_db
+    store = HubStore(open_hub_db(db_path))
+    profiles = seed.build().customers
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    rows = []
+    for n in range(count):
+        profile = dict(profiles[n % len(profiles)], id=f"B{n:06d}")
+        rows.append((profile["id"], json.dumps(profile), stamp))
+    with store.transaction():
+        store.db.conn.executemany("INSERT INTO customers (id, profile, fetched_at) VALUES (?, ?, ?)", rows)
+    store.db.conn.close()
+
+
+def measure_fleet(n: int) -> dict:
+    """Raw counting subscriber, then a real hub process, each fed by the 20 devices at once."""
+    import subprocess
+    per_device = n // len(FLEET)
+    total = per_device * len(FLEET)
+    from demo.chaos import work_dir
+    with work_dir() as tmp:
+        workdir = Path(tmp)
+        broker = Broker(workdir / "broker", STORE, FLEET).start()
+        try:
+            print(f"  fleet/raw: {total} events from 20 devices …", file=sys.stderr, flush=True)
+            prime_session(broker, "bench-raw")
+            started = threading.Event()
+            feeder = threading.Thread(target=fleet_publish, args=(broker, per_device, started), daemon=True)
+            feeder.start()
+            raw = run_raw(broker, total, workdir, started.set)  # subscribes, then lets the devices go
+            feeder.join()
+            print(f"  fleet/hub process with {FLEET_CUSTOMERS} customers cached …", file=sys.stderr, flush=True)
+            hub_db = workdir / "hub.db"
+            seed_customers(hub_db, FLEET_CUSTOMERS)
+            (workdir / "api_key").write_text("unused\n")
+            (workdir / "hub.toml").write_text(
+                f'store = "{STORE}"\ndemo = true\n[mqtt]\nhost = "{broker.host}"\nport = {broker.port}\n'
+                f'password_file = "{broker.password_file_for(broker.hub_user)}"\n[db]\npath = "{hub_db}"\n'
+                f'[web]\nport = {free_port()}\n[online]\nbase_url = "http://127.0.0.1:9"\n'
+                f'api_key_file = "{workdir / "api_key"}"\n')
+            hub = subprocess.Popen([sys.executable, "-m", "hub", "run", "--config", str(workdir / "hub.toml")],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                   cwd=Path(__file__).resolve().parents[1])
+            try:
+                deadline = time.monotonic() + 30
+                while committed(hub_db) is None and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                time.sleep(2.0)  # the hub subscribes and announces itself
+                started = threading.Event()
+                feeder = threading.Thread(target=fleet_publish, args=(broker, per_device, started), daemon=True)
+                feeder.start()
+                first = time.perf_counter()
+                started.set()
+                peak_rss = 0.0
+                while (committed(hub_db) or 0) < total:
+                    peak_rss = max(peak_rss, rss_mb(hub.pid))
+                    time.sleep(0.1)
+                    if time.perf_counter() - first > 600:
+                        raise SystemExit("fleet: the hub did not commit everything in 10 minutes")
+                hub_s = time.perf_counter() - first
+                peak_rss = max(peak_rss, rss_mb(hub.pid))
+                feeder.join()
+                stored = committed(hub_db)
+            finally:
+                hub.terminate()
+                hub.wait(15)
+        finally:
+            broker.stop()
+    return {"events": total, "raw_per_s": total / raw["seconds"], "committed_per_s": total / hub_s,
+            "hub_rss_mb": peak_rss, "stored": stored}
+
+
+def committed(db: Path) -> int | None:
+    try:
+        with sqlite3.connect(db, timeout=10) as conn:
+            return conn.execute("SELECT count(*) FROM events").fetchone()[0]
+    except sqlite3.OperationalError:
+        return None
+
+
+def rss_mb(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        return 0.0
+    return 0.0
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=5000, help="events per variant (default 5000)")
-    parser.add_argument("--mode", choices=("queued", "live", "both"), default="both")
+    parser.add_argument("--mode", choices=("queued", "live", "fleet", "all"), default="all")
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)  # the variants' own connect/disconnect chatter is not the result
     n = args.events
-    modes = ("queued", "live") if args.mode == "both" else (args.mode,)
+    modes = ("queued", "live") if args.mode == "all" else tuple(m for m in (args.mode,) if m != "fleet")
     summary: dict = {"bench": "ingest", "events": n}
     print(f"\nhub ingest: {n} events per variant, real Mosquitto on loopback\n")
-    print(f"{'mode':<7} {'variant':<10} {'events/s':>10} {'seconds':>9} {'stored':>8}  vs raw")
+    if modes:
+        print(f"{'mode':<7} {'variant':<10} {'events/s':>10} {'seconds':>9} {'stored':>8}  vs raw")
     for mode in modes:
         results = measure(mode, n)
         rate = {name: r["handled"] / r["seconds"] for name, r in results.items()}
@@ -210,9 +347,25 @@ def main() -> None:
             "stored": om["stored"], "lost": n - om["stored"], "duplicated": om["duplicates"],
             "batches": om["batches"],
         }
-    summary["ingest_events_per_s"] = min(summary[m]["ingest_events_per_s"] for m in modes)
-    summary["lost"] = sum(summary[m]["lost"] for m in modes)
-    summary["duplicated"] = sum(summary[m]["duplicated"] for m in modes)
+    if modes:
+        summary["ingest_events_per_s"] = min(summary[m]["ingest_events_per_s"] for m in modes)
+        summary["lost"] = sum(summary[m]["lost"] for m in modes)
+        summary["duplicated"] = sum(summary[m]["duplicated"] for m in modes)
+    if args.mode in ("fleet", "all"):
+        fleet = measure_fleet(max(n, 20_000))
+        ratio = fleet["committed_per_s"] / fleet["raw_per_s"]
+        print(f"\nfleet: 20 devices at once, a real hub process with {FLEET_CUSTOMERS:,} customers cached")
+        print(f"{'variant':<34} {'events/s':>10}  target")
+        print(f"{'raw subscriber (counts only)':<34} {fleet['raw_per_s']:>10,.0f}")
+        print(f"{'hub: committed, then acknowledged':<34} {fleet['committed_per_s']:>10,.0f}  >= 1,500 and >= 0.5x raw "
+              f"({ratio:.2f}x)")
+        print(f"{'hub process RSS (peak), MB':<34} {fleet['hub_rss_mb']:>10.1f}  < 300")
+        summary.update({"committed_per_s": round(fleet["committed_per_s"]), "raw_per_s": round(fleet["raw_per_s"]),
+                        "ratio": round(ratio, 3), "hub_rss_mb": round(fleet["hub_rss_mb"], 1),
+                        "fleet_events": fleet["events"], "customers_cached": FLEET_CUSTOMERS})
+        summary["fleet_targets_met"] = (ratio >= FLEET_TARGETS["ratio"]
+                                        and fleet["committed_per_s"] >= FLEET_TARGETS["committed_per_s"]
+                                        and fleet["hub_rss_mb"] < FLEET_TARGETS["hub_rss_mb"])
     print(json.dumps(summary))
 
 
