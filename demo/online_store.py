@@ -216,6 +216,7 @@ class LiveCustomers:
         self._lock = threading.RLock()
         self._changed: dict[str, dict] = {}  # copies of profiles changed through the admin API
         self._erased: dict[str, str] = {}  # id → erased_at
+        self._wishlist_keys: dict[str, set[str]] = {}  # id → idempotency keys already applied
         self.carts = LiveCarts(clock)
         self.changes = ChangeLog(c["id"] for c in seeded)
 
@@ -248,6 +249,21 @@ class LiveCustomers:
             if added:
                 self.changes.touch(profile["id"])
             return cart, added
+
+    def add_to_wishlist(self, customer_id: str, product: dict, key: str) -> tuple[list, bool]:
+        """Put a product on the member's wishlist (newest first); the same key again, or a product already
+        there, adds nothing."""
+        with self._lock:
+            profile = self._editable(customer_id)
+            seen = self._wishlist_keys.setdefault(profile["id"], set())
+            if key in seen or any(item["gtin"] == product["gtin"] for item in profile["wishlist"]):
+                seen.add(key)
+                return profile["wishlist"], False
+            seen.add(key)
+            now = iso(self._clock())
+            profile["wishlist"].insert(0, {"gtin": product["gtin"], "name": product["name"],
+                                           "price": product["price"], "added_at": now})
+            return self._store(profile, now)["wishlist"], True
 
     def change(self, customer_id: str, fields: dict[str, Any]) -> dict:
         """Apply checked profile fields (`_customer_fields`); returns the profile now."""
@@ -649,6 +665,16 @@ def _register_customers(app: Flask, shop: Shop) -> None:
         if added:
             shop.emit("customer.updated", {"customer_id": profile["id"]})
         return {"cart": cart}
+
+    @app.post(f"{API}/customers/<customer_id>/wishlist/items")
+    def add_wishlist_item(customer_id: str):
+        gtin, _, key = _cart_item_request({**(request.get_json(silent=True) or {}), "quantity": 1}
+                                          if isinstance(request.get_json(silent=True), dict) else None)
+        profile = customers.require(customer_id)
+        wishlist, added = customers.add_to_wishlist(customer_id, shop.catalog.require(gtin), key)
+        if added:
+            shop.emit("customer.updated", {"customer_id": profile["id"]})
+        return {"wishlist": wishlist}
 
     @app.get(f"{API}/customers")
     def customer_search():

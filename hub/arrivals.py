@@ -22,8 +22,10 @@ OPEN_ORDER_STATUSES = ("placed", "shipped", "ready_for_pickup")
 
 
 def arrival_card(event: Envelope, profile: dict[str, Any] | None, *, store: str, now: datetime,
-                 profile_source: str, profile_age_s: float | None, late: bool) -> dict[str, Any]:
-    """What staff see for one check-in. Without clienteling consent: only that a member checked in."""
+                 profile_source: str, profile_age_s: float | None, late: bool,
+                 stock_here: dict[str, dict[str, Any]] | None = None, first_visit: bool = False) -> dict[str, Any]:
+    """What staff see for one check-in. Without clienteling consent: only that a member checked in.
+    `stock_here`: the member's wishlist products in stock in this store; `first_visit`: never checked in here before."""
     card: dict[str, Any] = {
         "event_id": event.id, "kiosk": event.device, "at": event.ts, "late": late,
         "profile_source": profile_source,
@@ -45,7 +47,7 @@ def arrival_card(event: Envelope, profile: dict[str, Any] | None, *, store: str,
         consent=True,
         customer={key: profile.get(key) for key in
                   ("id", "first_name", "last_name", "tier", "points", "lifetime_value", "currency", "member_since")},
-        flags=_flags(profile, store=store, now=now),
+        flags=_flags(profile, store=store, now=now, stock_here=stock_here or {}, first_visit=first_visit),
         orders=[_order_summary(order, store) for order in orders[:10]],
         wishlist=profile.get("wishlist", [])[:10],
         cart={"updated_at": cart.get("updated_at"), "items": cart.get("items", [])[:10]},
@@ -65,7 +67,9 @@ def _order_summary(order: dict[str, Any], store: str) -> dict[str, Any]:
     }
 
 
-def _flags(profile: dict[str, Any], *, store: str, now: datetime) -> list[dict[str, str]]:
+def _flags(profile: dict[str, Any], *, store: str, now: datetime, stock_here: dict[str, dict[str, Any]],
+           first_visit: bool) -> list[dict[str, str]]:
+    """What matters now, most urgent first: a pickup waiting here, then what they want that is on the shelf."""
     flags = []
     for order in profile.get("orders", []):
         pickup = order.get("pickup") or {}
@@ -74,14 +78,20 @@ def _flags(profile: dict[str, Any], *, store: str, now: datetime) -> list[dict[s
             shelf = f", shelf {pickup['shelf']}" if pickup.get("shelf") else ""
             flags.append({"kind": "pickup", "text": f"Pickup ready: order {order.get('number')}, "
                                                     f"{items} item{'s' if items != 1 else ''}{shelf}"})
+    wishlist = profile.get("wishlist", [])
+    here = [item for item in wishlist if item.get("gtin") in stock_here]
+    if here:
+        flags.append({"kind": "wishlist_here", "text": f"{len(here)} wishlist item{'s' if len(here) != 1 else ''} "
+                                                       "in stock here"})
     cart = profile.get("cart") or {}
     if cart.get("items"):
         count = sum(int(item.get("quantity", 1)) for item in cart["items"])
         flags.append({"kind": "cart", "text": f"Left a cart online {_ago(cart.get('updated_at'), now)} "
                                               f"({count} item{'s' if count != 1 else ''})"})
-    wishlist = profile.get("wishlist", [])
-    if wishlist:
+    if wishlist and not here:
         flags.append({"kind": "wishlist", "text": f"{len(wishlist)} wishlist item{'s' if len(wishlist) != 1 else ''}"})
+    if first_visit:
+        flags.append({"kind": "first_visit", "text": "First visit to this store"})
     return flags
 
 
@@ -102,9 +112,11 @@ class ArrivalDesk:
 
     def __init__(self, *, store: str, hub_store: HubStore, online, emit: Callable[[dict[str, Any]], None],
                  profile_ttl_s: float = 900, late_after_s: float = 120,
+                 stock_here: Callable[[list[str], str], dict[str, dict[str, Any]]] = lambda gtins, store: {},
                  clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
         self.store = store
         self.hub_store = hub_store
+        self.stock_here = stock_here
         self.profiles = ProfileSource(hub_store=hub_store, online=online, ttl_s=profile_ttl_s)
         self.emit = emit
         self.late_after_s = late_after_s
@@ -149,8 +161,11 @@ class ArrivalDesk:
         now = self._clock()
         late = (now - parse_ts(event.ts)).total_seconds() > self.late_after_s
         profile, source, age = self._profile(member, now)
-        card = arrival_card(event, profile, store=self.store, now=now, profile_source=source,
-                            profile_age_s=age, late=late)
+        wanted = [item.get("gtin") for item in (profile or {}).get("wishlist", []) if item.get("gtin")]
+        first_visit = not self.hub_store.arrived_before(member, self.store, event.id)
+        card = arrival_card(event, profile, store=self.store, now=now, profile_source=source, profile_age_s=age,
+                            late=late, stock_here=self.stock_here(wanted, self.store) if wanted else {},
+                            first_visit=first_visit)
         # Without clienteling consent the arrival is not linked to the member (only that someone checked in).
         arrival_id = self.hub_store.add_arrival(event_id=event.id, store=self.store, device=event.device,
                                                 customer_id=member if card["consent"] else "", jti=jti,

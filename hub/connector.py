@@ -144,6 +144,14 @@ class OnlineStore(Protocol):
                     timeout_s: float | None = None) -> dict[str, Any]:
         """Add `quantity` of `gtin` to the member's online cart, once per key; returns the cart."""
 
+    def add_to_wishlist(self, customer_id: str, gtin: str, idempotency_key: str, *,
+                        timeout_s: float | None = None) -> list[dict[str, Any]]:
+        """Put `gtin` on the member's online wishlist, once per key; returns the wishlist."""
+
+    def search_customers(self, query: str, *, limit: int = 20,
+                         timeout_s: float | None = None) -> list[dict[str, Any]]:
+        """Members whose id, name, email or phone contains `query` (summaries, for staff finding a walk-in)."""
+
     def verify_webhook(self, raw_body: bytes, headers: Mapping[str, str], *,
                        now: float) -> WebhookEvent | WebhookRejection:
         """Check a webhook delivery's signature, age and shape from its raw body."""

@@ -167,6 +167,24 @@ class RestOnlineStore:
             raise OnlineStoreError(f"POST {path}: the answer has no cart")
         return cart
 
+    def add_to_wishlist(self, customer_id: str, gtin: str, idempotency_key: str, *,
+                        timeout_s: float | None = None) -> list[dict[str, Any]]:
+        """Put `gtin` on the customer's online wishlist; returns the wishlist. Idempotent like add_to_cart."""
+        body = {"gtin": gtin, "idempotency_key": idempotency_key}
+        path = f"/api/v1/customers/{quote(customer_id, safe='')}/wishlist/items"
+        wishlist = self._call("POST", path, timeout_s or self.timeout_s, body=body).get("wishlist")
+        if not isinstance(wishlist, list):
+            raise OnlineStoreError(f"POST {path}: the answer has no wishlist")
+        return wishlist
+
+    def search_customers(self, query: str, *, limit: int = 20, timeout_s: float | None = None) -> list[dict[str, Any]]:
+        """Members whose id, name, email or phone contains `query` (a walk-in staff look up)."""
+        found = self._call("GET", "/api/v1/customers", timeout_s or self.timeout_s,
+                           params={"q": query, "limit": str(limit)}).get("items")
+        if not isinstance(found, list):
+            raise OnlineStoreError("GET /api/v1/customers: the answer has no items")
+        return [item for item in found if isinstance(item, dict)]
+
     # --- background sync
     def customer_changes(self, cursor: str | None, *, limit: int = CUSTOMER_CHANGES_LIMIT) -> CustomerChangesPage:
         """Profiles changed or erased after `cursor` (None: every customer once)."""

@@ -26,6 +26,8 @@ from protocol.sqlite import immediate
 log = logging.getLogger("hub.online_updates")
 
 KIND_CART_ADD = "cart.add"
+KIND_WISHLIST_ADD = "wishlist.add"  # staff sending a product to a member's online wishlist
+PUSHED_KINDS = (KIND_CART_ADD, KIND_WISHLIST_ADD)
 BACKOFF_FIRST_S = 1.0
 BACKOFF_MAX_S = 15 * 60.0
 COLUMNS = ("key", "kind", "customer_id", "payload", "created_at", "attempts", "next_attempt_at", "done_at",
@@ -99,21 +101,24 @@ class OnlineUpdates:
                                   [key]).fetchone()
         return _row(row) if row else None
 
-    def due(self, now: datetime, limit: int = 50, *, kind: str | None = None) -> list[dict[str, Any]]:
-        """Updates not yet accepted whose next attempt is due, oldest due first."""
+    def due(self, now: datetime, limit: int = 50, *, kind: str | None = None,
+            kinds: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+        """Updates not yet accepted whose next attempt is due, oldest due first (of `kind`, or of `kinds`)."""
         where, params = "done_at IS NULL AND next_attempt_at <= ?", [format_ts(now)]
-        if kind is not None:
-            where, params = where + " AND kind = ?", params + [kind]
+        kinds = kinds or ((kind,) if kind is not None else ())
+        if kinds:
+            where, params = where + f" AND kind IN ({','.join('?' * len(kinds))})", params + list(kinds)
         with self._lock:
             rows = self.db.execute(f"SELECT {', '.join(COLUMNS)} FROM online_updates WHERE {where} "
                                    "ORDER BY next_attempt_at, created_at LIMIT ?", params + [limit]).fetchall()
         return [_row(row) for row in rows]
 
-    def next_due(self, *, kind: str | None = None) -> datetime | None:
+    def next_due(self, *, kind: str | None = None, kinds: tuple[str, ...] = ()) -> datetime | None:
         """When the earliest waiting update is due; None when nothing waits."""
         where, params = "done_at IS NULL", []
-        if kind is not None:
-            where, params = where + " AND kind = ?", [kind]
+        kinds = kinds or ((kind,) if kind is not None else ())
+        if kinds:
+            where, params = where + f" AND kind IN ({','.join('?' * len(kinds))})", list(kinds)
         with self._lock:
             row = self.db.execute(f"SELECT min(next_attempt_at) FROM online_updates WHERE {where}",
                                   params).fetchone()
@@ -219,7 +224,7 @@ class CartPusher:
     def run_once(self) -> int:
         """Push every update that is due now; returns how many were tried."""
         tried = 0
-        for due in self.updates.due(self._clock(), self.batch, kind=KIND_CART_ADD):
+        for due in self.updates.due(self._clock(), self.batch, kinds=PUSHED_KINDS):
             if self._stopping.is_set():
                 break
             if not self._claim(due["key"]):
@@ -245,7 +250,7 @@ class CartPusher:
 
     def _seconds_until_due(self) -> float:
         try:
-            next_due = self.updates.next_due(kind=KIND_CART_ADD)
+            next_due = self.updates.next_due(kinds=PUSHED_KINDS)
         except sqlite3.Error:
             return self.idle_max_s
         if next_due is None:
@@ -266,7 +271,10 @@ class CartPusher:
         if line is None:
             return self._refused(key, "malformed", "the queued payload has no valid gtin/quantity")
         try:
-            self.online.add_to_cart(row["customer_id"], line[0], line[1], key, timeout_s=budget_s)
+            if row["kind"] == KIND_WISHLIST_ADD:
+                self.online.add_to_wishlist(row["customer_id"], line[0], key, timeout_s=budget_s)
+            else:
+                self.online.add_to_cart(row["customer_id"], line[0], line[1], key, timeout_s=budget_s)
         except OnlineStoreRefused as exc:
             return self._refused(key, exc.code, str(exc))
         except OnlineStoreError as exc:

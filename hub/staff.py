@@ -32,6 +32,29 @@ def password_problem(username: str, password: str, *, demo: bool) -> str | None:
     return None
 
 
+PIN_DIGITS = (4, 8)
+
+
+def pin_problem(pin: str) -> str | None:
+    """Why a PIN is not acceptable, or None. A PIN works only on a registered tablet, and is throttled there."""
+    if not (isinstance(pin, str) and pin.isascii() and pin.isdigit() and PIN_DIGITS[0] <= len(pin) <= PIN_DIGITS[1]):
+        return f"use {PIN_DIGITS[0]} to {PIN_DIGITS[1]} digits"
+    if len(set(pin)) == 1 or pin in "0123456789012345" or pin in "9876543210987654":
+        return "avoid repeated or consecutive digits"
+    return None
+
+
+def hash_pin(pin: str) -> str:
+    return generate_password_hash(pin, method="scrypt")
+
+
+def verify_pin(staff: dict | None, pin: str) -> bool:
+    if staff is None or staff.get("disabled") or not staff.get("pin_hash"):
+        password_matches(_UNKNOWN_USER_HASH, pin)
+        return False
+    return password_matches(staff["pin_hash"], pin)
+
+
 # A hash to check against when the user does not exist, so timing does not reveal valid usernames.
 _UNKNOWN_USER_HASH = hash_password("omnikiosk-no-such-user")
 

@@ -68,6 +68,29 @@ def _m006_sync(db: sqlite_utils.Database) -> None:
     db.execute("CREATE TABLE webhook_events (id TEXT PRIMARY KEY, type TEXT NOT NULL, received_at TEXT NOT NULL)")
 
 
+def _m007_floor(db: sqlite_utils.Database) -> None:
+    # What the staff tablets see, in order: a tablet that lost Wi-Fi asks for everything after the last id it has.
+    db.execute("CREATE TABLE floor_feed (id INTEGER PRIMARY KEY AUTOINCREMENT, store TEXT NOT NULL, kind TEXT NOT NULL,"
+               " arrival_id INTEGER, customer_id TEXT, data TEXT NOT NULL, created_at TEXT NOT NULL)")
+    db.execute("CREATE INDEX floor_feed_customer ON floor_feed (customer_id, id)")
+    for column in ("claimed_by", "claimed_at", "served_by", "served_at"):
+        db["arrivals"].add_column(column, str)
+    db.execute("CREATE INDEX arrivals_customer ON arrivals (customer_id, created_at)")
+    db.execute("CREATE TABLE assists (id INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL UNIQUE,"
+               " store TEXT NOT NULL, device TEXT NOT NULL, gtin TEXT, member TEXT, arrival_id INTEGER,"
+               " created_at TEXT NOT NULL, answered_by TEXT, answered_at TEXT)")
+    db.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY AUTOINCREMENT, customer_id TEXT NOT NULL, text TEXT NOT NULL,"
+               " author TEXT NOT NULL, created_at TEXT NOT NULL)")
+    db.execute("CREATE INDEX notes_customer ON notes (customer_id, id)")
+    db.execute("CREATE TABLE tablets (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL,"
+               " token_hash TEXT NOT NULL UNIQUE, registered_by TEXT NOT NULL, registered_at TEXT NOT NULL,"
+               " revoked_at TEXT)")
+    db.execute("CREATE TABLE commands (id TEXT PRIMARY KEY, device TEXT NOT NULL, command TEXT NOT NULL,"
+               " args TEXT NOT NULL, sent_by TEXT NOT NULL, sent_at TEXT NOT NULL, result TEXT, result_at TEXT)")
+    db["staff"].add_column("pin_hash", str)
+    db["audit_log"].add_column("device", str)
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("001_initial", _m001_initial),
     ("002_catalog", _m002_catalog),
@@ -75,6 +98,7 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("004_device_telemetry", _m004_device_telemetry),
     ("005_activity", _m005_activity),
     ("006_sync", _m006_sync),
+    ("007_floor", _m007_floor),
 ]
 
 
@@ -248,6 +272,12 @@ class HubStore:
                 [event_id, store, device, customer_id, jti, scanned_at, _now(), int(late), json.dumps(payload)])
             return cursor.lastrowid if cursor.rowcount == 1 else None
 
+    def arrived_before(self, customer_id: str, store: str, event_id: str) -> bool:
+        """Has this member checked in at this store before this event?"""
+        with self._lock:
+            return self.db.execute("SELECT 1 FROM arrivals WHERE customer_id = ? AND store = ? AND event_id != ? "
+                                   "LIMIT 1", [customer_id, store, event_id]).fetchone() is not None
+
     def recent_arrivals(self, store: str, *, after_id: int = 0, limit: int = 50) -> list[dict[str, Any]]:
         with self._lock:
             rows = self.db.execute(
@@ -281,7 +311,52 @@ class HubStore:
             return [{k: v for k, v in row.items() if k != "password_hash"}
                     for row in self.db["staff"].rows_where(order_by="username")]
 
-    def audit(self, actor: str, action: str, subject: str, detail: str = "") -> None:
+    def audit(self, actor: str, action: str, subject: str, detail: str = "", device: str = "") -> None:
         with self._lock:
             self.db["audit_log"].insert({"ts": _now(), "actor": actor, "action": action, "subject": subject,
-                                         "detail": detail})
+                                         "detail": detail[:300], "device": device[:120]})
+
+    def audit_log(self, *, limit: int = 200, before: int | None = None) -> list[dict[str, Any]]:
+        with self._lock:
+            rows = self.db.execute(
+                "SELECT id, ts, actor, action, subject, coalesce(device, ''), detail FROM audit_log "
+                "WHERE id < ? ORDER BY id DESC LIMIT ?", [before or 2**62, limit]).fetchall()
+        return [dict(zip(("id", "ts", "actor", "action", "subject", "device", "detail"), row)) for row in rows]
+
+    # --- PINs and the tablets they work on
+    def set_staff_pin(self, username: str, pin_hash: str | None) -> bool:
+        with self._lock:
+            return self.db.execute("UPDATE staff SET pin_hash = ? WHERE username = ?",
+                                   [pin_hash, username]).rowcount == 1
+
+    def register_tablet(self, name: str, by: str) -> tuple[int, str]:
+        """A shared tablet where staff may sign in with a PIN: returns (id, the token for its cookie).
+        Only a hash of the token is kept, so the database alone cannot make a tablet."""
+        import hashlib
+        import secrets as _secrets
+        token = _secrets.token_urlsafe(32)
+        with self._lock:
+            cursor = self.db.execute(
+                "INSERT INTO tablets (name, token_hash, registered_by, registered_at) VALUES (?, ?, ?, ?)",
+                [name[:60], hashlib.sha256(token.encode()).hexdigest(), by, _now()])
+        return cursor.lastrowid, token
+
+    def tablet_for_token(self, token: str) -> dict[str, Any] | None:
+        import hashlib
+        if not token:
+            return None
+        with self._lock:
+            row = self.db.execute("SELECT id, name, registered_by, registered_at FROM tablets WHERE token_hash = ? "
+                                  "AND revoked_at IS NULL", [hashlib.sha256(token.encode()).hexdigest()]).fetchone()
+        return dict(zip(("id", "name", "registered_by", "registered_at"), row)) if row else None
+
+    def revoke_tablet(self, tablet_id: int) -> bool:
+        with self._lock:
+            return self.db.execute("UPDATE tablets SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+                                   [_now(), tablet_id]).rowcount == 1
+
+    def tablets(self) -> list[dict[str, Any]]:
+        with self._lock:
+            rows = self.db.execute("SELECT id, name, registered_by, registered_at, revoked_at FROM tablets "
+                                   "ORDER BY id").fetchall()
+        return [dict(zip(("id", "name", "registered_by", "registered_at", "revoked_at"), row)) for row in rows]
