@@ -8,7 +8,7 @@ import logging
 import sys
 
 from hub.config import SETTINGS, load_config
-from hub.staff import ROLES, hash_password, password_problem
+from hub.staff import ROLES, hash_password, hash_pin, password_problem, pin_problem
 from hub.store import HubStore, open_hub_db
 from protocol import jsonlog
 from protocol.cli import interrupt_on_sigterm, load_or_exit, settings_epilog
@@ -23,6 +23,9 @@ EXAMPLES = """examples:
   python -m hub staff list --config hub.toml
   python -m hub staff disable maria --config hub.toml
   python -m hub staff reset-password maria --config hub.toml
+  python -m hub staff set-pin maria --config hub.toml       # sign in with a PIN on registered tablets
+  python -m hub tablets list --config hub.toml
+  python -m hub tablets revoke 3 --config hub.toml
   python -m hub command s001-k01 screen.message --arg text="Store closes in 10 minutes" --arg seconds=60 --config hub.toml
   python -m hub command s001-k01 config.update --args '{"settings": {"scan.fps": 8}}' --config hub.toml
   python -m hub command s001-k02 catalog.resync --config hub.toml
@@ -64,11 +67,17 @@ def main(argv: list[str] | None = None) -> None:
     run.add_argument("--check-config", action="store_true", help="validate the config and exit")
     staff = sub.add_parser("staff", help="manage staff accounts", epilog=EXAMPLES,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
-    staff.add_argument("action", choices=("add", "list", "disable", "enable", "reset-password"))
+    staff.add_argument("action", choices=("add", "list", "disable", "enable", "reset-password", "set-pin",
+                                          "clear-pin"))
     staff.add_argument("username", nargs="?")
     staff.add_argument("--role", choices=ROLES, default="associate")
     staff.add_argument("--config", metavar="FILE", required=True)
     staff.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    tablets = sub.add_parser("tablets", help="list or revoke the tablets registered for PIN sign-in",
+                             epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    tablets.add_argument("action", choices=("list", "revoke"))
+    tablets.add_argument("tablet", nargs="?", type=int, help="tablet id (revoke)")
+    tablets.add_argument("--config", metavar="FILE", required=True)
     command = sub.add_parser("command", help="send a command to a device and show its result",
                              epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     command.add_argument("device", help="device id, e.g. s001-k01")
@@ -93,6 +102,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(staff_command(args, config))
     if args.command == "command":
         sys.exit(device_command(args, config))
+    if args.command == "tablets":
+        sys.exit(tablets_command(args, config))
     if args.command == "import-stock":
         sys.exit(import_stock_command(args, config))
     if args.check_config:
@@ -133,6 +144,8 @@ def staff_command(args, config) -> int:
     if not args.username:
         print("a username is required", file=sys.stderr)
         return 2
+    if args.action in ("set-pin", "clear-pin"):
+        return pin_command(args, store)
     if args.action in ("disable", "enable"):
         if not store.set_staff_disabled(args.username, args.action == "disable"):
             print(f"no staff account {args.username!r}", file=sys.stderr)
@@ -155,6 +168,40 @@ def staff_command(args, config) -> int:
         print(f"no staff account {args.username!r}", file=sys.stderr)
         return 1
     print(f"password of {args.username} changed")
+    return 0
+
+
+def pin_command(args, store: HubStore) -> int:
+    """A PIN signs in only on a tablet a manager registered (the staff app's "Register this tablet")."""
+    if store.staff(args.username) is None:
+        print(f"no staff account {args.username!r}", file=sys.stderr)
+        return 1
+    if args.action == "clear-pin":
+        store.set_staff_pin(args.username, None)
+        print(f"PIN of {args.username} removed")
+        return 0
+    pin = sys.stdin.readline().strip() if args.password_stdin else _ask_password("PIN: ")
+    problem = pin_problem(pin)
+    if problem:
+        print(f"PIN refused: {problem}", file=sys.stderr)
+        return 2
+    store.set_staff_pin(args.username, hash_pin(pin))
+    print(f"PIN of {args.username} set; it works on registered tablets only")
+    return 0
+
+
+def tablets_command(args, config) -> int:
+    store = HubStore(open_hub_db(config["db.path"]))
+    if args.action == "list":
+        for row in store.tablets():
+            state = f"revoked {row['revoked_at']}" if row["revoked_at"] else "active"
+            print(f"{row['id']:>4}  {row['name']:<24} registered by {row['registered_by']} "
+                  f"{row['registered_at']}  {state}")
+        return 0
+    if args.tablet is None or not store.revoke_tablet(args.tablet):
+        print(f"no active tablet {args.tablet!r}; see `python -m hub tablets list`", file=sys.stderr)
+        return 1
+    print(f"tablet {args.tablet} revoked: PIN sign-in no longer works on it")
     return 0
 
 
@@ -240,10 +287,10 @@ def import_stock_command(args, config) -> int:
     return 0
 
 
-def _ask_password() -> str:
-    first = getpass.getpass("password: ")
+def _ask_password(prompt: str = "password: ") -> str:
+    first = getpass.getpass(prompt)
     if getpass.getpass("again: ") != first:
-        sys.exit("the passwords differ")
+        sys.exit("they differ")
     return first
 
 

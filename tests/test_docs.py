@@ -36,6 +36,7 @@ def test_every_event_type_is_in_the_protocol_doc(event_type):
 @pytest.mark.parametrize("command", [["kiosk", "--help"], ["kiosk", "run", "--help"], ["kiosk", "decode", "--help"],
                                      ["edge_agent", "--help"], ["hub", "--help"], ["hub", "run", "--help"],
                                      ["hub", "command", "--help"], ["hub", "staff", "--help"],
+                                     ["hub", "tablets", "--help"], ["hub", "import-stock", "--help"],
                                      ["demo", "--help"]])
 def test_every_cli_has_help_with_an_example(command):
     result = subprocess.run([sys.executable, "-m", *command], capture_output=True, text=True, cwd=ROOT, timeout=60)

@@ -57,3 +57,34 @@ def test_disable_then_enable_an_account(hub_config):
     assert staff(config, "disable", "lee").returncode == 0
     assert "disabled" in staff(config, "list").stdout
     assert staff(config, "disable", "nobody").returncode == 1
+
+
+def test_a_pin_is_checked_hashed_and_can_be_removed(hub_config, tmp_path):
+    config = hub_config(demo=False)
+    staff(config, "add", "maria", password="a long enough secret")
+    assert "repeated or consecutive" in staff(config, "set-pin", "maria", password="1234").stderr
+    assert "4 to 8 digits" in staff(config, "set-pin", "maria", password="12a4").stderr
+    assert staff(config, "set-pin", "maria", password="4829").returncode == 0
+    with sqlite3.connect(tmp_path / "hub.db") as conn:
+        (stored,) = conn.execute("SELECT pin_hash FROM staff WHERE username = 'maria'").fetchone()
+    assert stored.startswith("scrypt:") and "4829" not in stored
+    assert staff(config, "clear-pin", "maria").returncode == 0
+    with sqlite3.connect(tmp_path / "hub.db") as conn:
+        assert conn.execute("SELECT pin_hash FROM staff WHERE username = 'maria'").fetchone() == (None,)
+    assert staff(config, "set-pin", "nobody", password="4829").returncode == 1
+
+
+def test_registered_tablets_are_listed_and_revoked(hub_config, tmp_path):
+    from hub.store import HubStore, open_hub_db
+    config = hub_config(demo=False)
+    staff(config, "list")  # creates the database
+    tablet_id, token = HubStore(open_hub_db(tmp_path / "hub.db")).register_tablet("Shoes tablet", "maria")
+
+    def tablets(*args):
+        return subprocess.run([sys.executable, "-m", "hub", "tablets", *args, "--config", str(config)],
+                              capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert "Shoes tablet" in tablets("list").stdout and "active" in tablets("list").stdout
+    assert tablets("revoke", str(tablet_id)).returncode == 0
+    assert "revoked" in tablets("list").stdout
+    assert tablets("revoke", str(tablet_id)).returncode == 1
+    assert HubStore(open_hub_db(tmp_path / "hub.db")).tablet_for_token(token) is None
