@@ -67,15 +67,17 @@ class Tablet:
         self.received: dict[str, float] = {}
         self.cards: dict[str, dict] = {}
         self.client = socketio.Client(reconnection=False)
-        self.client.on("arrival", self._arrival, namespace="/staff")
+        self.client.on("floor", self._floor, namespace="/staff")
         http = signed_in(store)
         cookie = "; ".join(f"{c.name}={c.value}" for c in http.cookies)
         self.client.connect(store.hub_url, namespaces=["/staff"], headers={"Cookie": cookie},
                             transports=["websocket"], wait_timeout=10)
 
-    def _arrival(self, card: dict) -> None:
-        self.received[card["event_id"]] = time.perf_counter()
-        self.cards[card["event_id"]] = card
+    def _floor(self, item: dict) -> None:
+        if item.get("kind") == "arrival":
+            card = item["data"]
+            self.received[card["event_id"]] = time.perf_counter()
+            self.cards[card["event_id"]] = card
 
 
 def check_ins(outbox: Outbox, tablet: Tablet, members: list[str], rate: float, label: str) -> list[float]:
