@@ -306,7 +306,7 @@ class Floor:
         self._append("note", {"customer_id": customer_id, "note": note}, customer_id=customer_id)
         return note
 
-    def send_to_online(self, customer_id: str, gtin: str, where: str, staff: str) -> dict[str, Any]:
+    def send_to_online(self, customer_id: str, gtin: str, where: str, staff: str, *, device: str = "") -> dict[str, Any]:
         """A product into the member's online cart or wishlist, queued until the online store takes it."""
         if where not in ("cart", "wishlist"):
             raise FloorError(400, "bad_request", "send to 'cart' or 'wishlist'")
@@ -319,7 +319,7 @@ class Floor:
         status = self.pusher.push_now(key, 1.0) if self.pusher else "queued"
         if status == "refused":
             raise FloorError(409, "refused", "the online store refused it (unknown member or product)")
-        self.hub_store.audit(staff, f"send_to_{where}", customer_id, gtin)
+        self.hub_store.audit(staff, f"send_to_{where}", customer_id, gtin, device=device)
         return {"status": status}
 
     def _consenting_profile(self, customer_id: str) -> dict[str, Any]:
@@ -383,9 +383,14 @@ class Floor:
             activity = self.hub_store.db.execute(
                 "SELECT id, data, created_at FROM floor_feed WHERE arrival_id = ? AND kind = 'activity' ORDER BY id",
                 [arrival_id]).fetchall()
+            assists = self.hub_store.db.execute(
+                "SELECT id, device, gtin, answered_by FROM assists WHERE arrival_id = ? ORDER BY id",
+                [arrival_id]).fetchall()
         return {"arrival_id": arrival_id, "started_at": arrival[0], "kiosks": [arrival[1]],
                 "claimed_by": arrival[2], "served_by": arrival[3],
-                "activity": [{"id": i, "at": at, **json.loads(data)} for i, data, at in activity]}
+                "activity": [{"id": i, "at": at, **json.loads(data)} for i, data, at in activity],
+                "assists": [{"assist_id": i, "kiosk": kiosk, "product": self._product(gtin), "answered_by": by}
+                            for i, kiosk, gtin, by in assists]}
 
     # --- search
     def search(self, q: str, *, viewer: str) -> list[dict[str, Any]]:
@@ -398,9 +403,17 @@ class Floor:
         except OnlineStoreError:
             found = self._search_cached(q)
         self.hub_store.audit(viewer, "search_customers", f"{len(found)} results")
-        return [{"id": c.get("id"), "first_name": c.get("first_name"), "last_name": c.get("last_name"),
-                 "tier": c.get("tier"), "email": mask_email(c.get("email")), "phone": mask_phone(c.get("phone")),
-                 "consent": bool((c.get("consent") or {}).get("clienteling", False))} for c in found]
+        return [self._found(c) for c in found]
+
+    @staticmethod
+    def _found(customer: dict[str, Any]) -> dict[str, Any]:
+        """A search hit; a member without clienteling consent is only "a member matches", nothing about them."""
+        if not (customer.get("consent") or {}).get("clienteling", False):
+            return {"id": None, "first_name": None, "last_name": None, "tier": None, "email": None, "phone": None,
+                    "consent": False}
+        return {"id": customer.get("id"), "first_name": customer.get("first_name"),
+                "last_name": customer.get("last_name"), "tier": customer.get("tier"),
+                "email": mask_email(customer.get("email")), "phone": mask_phone(customer.get("phone")), "consent": True}
 
     def _search_cached(self, q: str) -> list[dict[str, Any]]:
         like = f"%{q.lower()}%"
@@ -416,7 +429,8 @@ class Floor:
         now = self._clock()
         return [device_health(row, now) for row in self.hub_store.devices() if row.get("store") == self.store]
 
-    def send_command(self, device: str, command: str, args: dict[str, Any], staff: str) -> dict[str, Any]:
+    def send_command(self, device: str, command: str, args: dict[str, Any], staff: str, *,
+                     from_device: str = "") -> dict[str, Any]:
         if device not in {row["id"] for row in self.hub_store.devices()}:
             raise FloorError(404, "not_found", f"no device {device[:40]!r} in this store")
         if command not in COMMANDS:
@@ -433,7 +447,7 @@ class Floor:
                                       [command_id, device, command, json.dumps(args), staff, format_ts(now)])
         if not self.publish_command(device, payload):
             raise FloorError(503, "not_connected", "the hub is not connected to the broker; try again")
-        self.hub_store.audit(staff, "command", device, f"{command} {command_id}")
+        self.hub_store.audit(staff, "command", device, f"{command} {command_id}", device=from_device)
         return {"command_id": command_id}
 
     def command_result(self, command_id: str) -> dict[str, Any] | None:

@@ -16,6 +16,7 @@ from hub.activity import ActivityPusher, close_visits, track
 from hub.answers import Answers, RequestDesk, offers_secret
 from hub.arrivals import ArrivalDesk
 from hub.catalog import HubCatalog
+from hub.floor import Floor, it_room
 from hub.ingest import Ingest
 from hub.online import RestOnlineStore
 from hub.offers import OfferEngine
@@ -24,7 +25,7 @@ from hub.profiles import ProfileSource
 from hub.store import HubStore, open_hub_db
 from hub.sync import OnlineSync
 from hub.webhooks import WebhookRejection
-from hub.web import STAFF_NAMESPACE, Metric, create_app, store_room
+from hub.web import STAFF_NAMESPACE, Metric, create_app
 from protocol.backoff import Backoff
 from protocol.cli import read_secret
 from protocol.envelope import Envelope, format_ts
@@ -53,8 +54,6 @@ class Hub:
         self.updates = OnlineUpdates(open_hub_db(path))
         secret_key = (read_secret(config["web.secret_key_file"], "session key") if config["web.secret_key_file"]
                       else secrets.token_urlsafe(32))  # demo only (config check refuses this otherwise)
-        self.app, self.socketio = create_app(config, hub_store=self.web_store, secret_key=secret_key,
-                                             metrics=self.metrics, health=self.health, on_webhook=self._webhook)
         self.online = RestOnlineStore(
             config["online.base_url"], read_secret(config["online.api_key_file"], "online store API key"),
             timeout_s=config["online.timeout_s"], background_timeout_s=config["online.background_timeout_s"],
@@ -70,13 +69,20 @@ class Hub:
                                own_stock_from_feed=config["stock.source"] == "online")
         self.webhook_counts: Counter = Counter()
         self.desk = ArrivalDesk(store=store, hub_store=self.web_store, online=self.online, emit=self._emit_arrival,
-                                profile_ttl_s=config["profile.ttl_s"], late_after_s=config["arrivals.late_after_s"])
+                                profile_ttl_s=config["profile.ttl_s"], late_after_s=config["arrivals.late_after_s"],
+                                stock_here=self.catalog.stock_here)
+        engine = OfferEngine.from_file(config["offers.rules_file"])
+        profiles = ProfileSource(hub_store=self.web_store, online=self.online, ttl_s=config["profile.ttl_s"])
         answers = Answers(store=store, catalog=self.catalog, updates=self.updates, pusher=self.pusher,
-                          engine=OfferEngine.from_file(config["offers.rules_file"]),
-                          profiles=ProfileSource(hub_store=self.web_store, online=self.online,
-                                                 ttl_s=config["profile.ttl_s"]),
-                          offers_secret=offers_secret(secret_key),
+                          engine=engine, profiles=profiles, offers_secret=offers_secret(secret_key),
                           profile_budget_s=config["requests.profile_budget_s"])
+        self.floor = Floor(store=store, hub_store=self.web_store, catalog=self.catalog, online=self.online,
+                           updates=self.updates, pusher=self.pusher, profiles=profiles, engine=engine,
+                           offers_secret=offers_secret(secret_key), emit=self._socket_emit,
+                           publish_command=self._publish_command)
+        self.app, self.socketio = create_app(config, hub_store=self.web_store, secret_key=secret_key,
+                                             metrics=self.metrics, health=self.health, on_webhook=self._webhook,
+                                             floor=self.floor)
         self.requests = RequestDesk(topics=Topics(store, config["topic_prefix"]), answers=answers,
                                     rate_per_s=config["requests.rate_per_s"], burst=config["requests.burst"],
                                     workers=config["requests.workers"])
@@ -102,10 +108,21 @@ class Hub:
         self.activity_counts.update(done)
 
     def _on_stored(self, events: list[Envelope]) -> None:
-        """After commit: arrivals to staff; the pushers look at what was queued."""
+        """After commit: arrivals, calls for help and members' activity to staff; the pushers look at what was queued."""
         self.desk.on_stored(events)
+        self.floor.on_stored(events)
         if any(e.type == "cart.sent" for e in events):
             self.pusher.wake()
+
+    def _socket_emit(self, event: str, payload: dict[str, Any], room: str) -> None:
+        self.socketio.emit(event, payload, namespace=STAFF_NAMESPACE, to=room)
+
+    def _publish_command(self, device: str, payload: bytes) -> bool:
+        """IT's command to a device, QoS 1 on its `commands` topic (the broker keeps it while the device is away)."""
+        if not self.ingest.connected.is_set():
+            return False
+        info = self.ingest.client.publish(self.ingest.topics.device(device, "commands"), payload, qos=1)
+        return info.rc == 0
 
     def _catalog_changed(self) -> None:
         if self.ingest.connected.is_set():
@@ -130,7 +147,8 @@ class Hub:
         return 200, {"ok": True}
 
     def _emit_arrival(self, card: dict[str, Any]) -> None:
-        self.socketio.emit("arrival", card, namespace=STAFF_NAMESPACE, to=store_room(self.config["store"]))
+        """A new arrival goes on the floor feed: stored (resumable by id) and emitted live as "floor"."""
+        self.floor.arrival(card)
 
     def health(self) -> dict[str, Any]:
         return {"mqtt_ok": self.ingest.connected.is_set(), "store": self.config["store"], "version": self.version,
@@ -193,6 +211,7 @@ class Hub:
                 with self.web_store.transaction() as db:
                     if close_visits(db.db, now=datetime.now(timezone.utc), gap_s=self.config["visits.gap_s"]):
                         self.activity_pusher.wake()
+                self._socket_emit("devices", {"devices": self.floor.devices()}, it_room(self.config["store"]))
                 if time.monotonic() - last_sweep > 3600:
                     last_sweep = time.monotonic()
                     self.updates.forget_done(datetime.now(timezone.utc) - timedelta(days=DONE_CART_LINES_KEPT_DAYS))

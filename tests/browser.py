@@ -1,4 +1,6 @@
-"""A tiny Chrome DevTools Protocol driver for Debian's headless Chromium: navigate, evaluate, screenshot.
+"""A tiny Chrome DevTools Protocol driver for Debian's headless Chromium: navigate, evaluate, click and type
+like a person (trusted input events), phone-sized viewports, cookies, screenshots, and what went wrong
+(console errors, CSP violations, dialogs a page opened).
 
 A test tool's own browser download does not work here, so the tests drive /usr/bin/chromium
 directly over its debugging websocket (websocket-client is already a test dependency).
@@ -47,7 +49,9 @@ class Browser:
                     if t["type"] == "page")
         self.ws = websocket.create_connection(page["webSocketDebuggerUrl"], timeout=30, suppress_origin=True)
         self._ids = itertools.count(1)
+        self._answers: dict[int, dict] = {}
         self.console: list[dict] = []
+        self.dialogs: list[str] = []   # alert/confirm/prompt texts: a page that opens one ran someone's script
         self.call("Runtime.enable")
         self.call("Log.enable")
         self.call("Page.enable")
@@ -55,14 +59,21 @@ class Browser:
     def call(self, method: str, **params):
         message_id = next(self._ids)
         self.ws.send(json.dumps({"id": message_id, "method": method, "params": params}))
-        while True:
+        while message_id not in self._answers:
             message = json.loads(self.ws.recv())
-            if message.get("id") == message_id:
-                if "error" in message:
-                    raise RuntimeError(f"{method}: {message['error']}")
-                return message.get("result", {})
-            if message.get("method") in ("Runtime.consoleAPICalled", "Log.entryAdded", "Runtime.exceptionThrown"):
+            if "id" in message:
+                self._answers[message["id"]] = message   # maybe the answer to an outer call
+            elif message.get("method") in ("Runtime.consoleAPICalled", "Log.entryAdded", "Runtime.exceptionThrown"):
                 self.console.append(message)
+            elif message.get("method") == "Page.javascriptDialogOpening":
+                # A dialog blocks the page: note it, close it, carry on.
+                self.dialogs.append(message["params"].get("message", ""))
+                self.ws.send(json.dumps({"id": next(self._ids), "method": "Page.handleJavaScriptDialog",
+                                         "params": {"accept": False}}))
+        message = self._answers.pop(message_id)
+        if "error" in message:
+            raise RuntimeError(f"{method}: {message['error']}")
+        return message.get("result", {})
 
     def goto(self, url: str) -> None:
         self.call("Page.navigate", url=url)
@@ -83,8 +94,46 @@ class Browser:
             time.sleep(0.1)
         raise AssertionError(f"timed out waiting for {expression}")
 
-    def screenshot(self, path: Path) -> Path:
-        path.write_bytes(base64.b64decode(self.call("Page.captureScreenshot", format="png")["data"]))
+    def viewport(self, width: int, height: int, *, mobile: bool = False) -> None:
+        """Lay the page out as on a screen of this size (a phone when `mobile`)."""
+        self.call("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1, mobile=mobile)
+
+    def _center(self, selector: str) -> tuple[float, float]:
+        box = self.wait_for(f"""(() => {{ const node = document.querySelector({json.dumps(selector)});
+            if (!node) return null; node.scrollIntoView({{block: 'center'}}); const r = node.getBoundingClientRect();
+            return r.width && r.height ? [r.left + r.width / 2, r.top + r.height / 2] : null; }})()""")
+        return box[0], box[1]
+
+    def click(self, selector: str) -> None:
+        """A real (trusted) tap on the first element matching `selector`, once it is on the page."""
+        x, y = self._center(selector)
+        for kind in ("mousePressed", "mouseReleased"):
+            self.call("Input.dispatchMouseEvent", type=kind, x=x, y=y, button="left", clickCount=1)
+
+    def type(self, selector: str, text: str) -> None:
+        """Focus the field and type into it as a keyboard would."""
+        self.click(selector)
+        self.call("Input.insertText", text=text)
+
+    def press_enter(self) -> None:
+        for kind in ("keyDown", "keyUp"):
+            self.call("Input.dispatchKeyEvent", type=kind, key="Enter", code="Enter", windowsVirtualKeyCode=13,
+                      **({"text": "\r"} if kind == "keyDown" else {}))
+
+    def cookies(self) -> list[dict]:
+        return self.call("Storage.getCookies")["cookies"]
+
+    def set_cookie(self, name: str, value: str, url: str) -> None:
+        self.call("Network.setCookie", name=name, value=value, url=url, httpOnly=True)
+
+    def screenshot(self, path: Path, *, full_page: bool = False) -> Path:
+        """The viewport as PNG; with `full_page`, everything down to the end of the page."""
+        params: dict = {"format": "png"}
+        if full_page:
+            size = self.call("Page.getLayoutMetrics")["cssContentSize"]
+            params.update(captureBeyondViewport=True,
+                          clip={"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1})
+        path.write_bytes(base64.b64decode(self.call("Page.captureScreenshot", **params)["data"]))
         return path
 
     def errors(self) -> list[str]:
@@ -99,6 +148,11 @@ class Browser:
             elif message["method"] == "Runtime.exceptionThrown":
                 texts.append(params["exceptionDetails"].get("text", "exception"))
         return texts
+
+    def csp_violations(self) -> list[str]:
+        """Console errors about the Content Security Policy or Trusted Types: a page that tried inline
+        script or style, or wrote an HTML string into the DOM."""
+        return [e for e in self.errors() if "Content Security Policy" in e or "Trusted Type" in e or "Refused" in e]
 
     def close(self) -> None:
         try:

@@ -26,7 +26,8 @@ def signed_in(store: DemoStore, username="demo", password="demo") -> requests.Se
 def staff_socket(store: DemoStore, http: requests.Session | None):
     arrivals: list[dict] = []
     client = socketio.Client(reconnection=False)
-    client.on("arrival", arrivals.append, namespace="/staff")
+    client.on("floor", lambda item: arrivals.append({**item["data"], "id": item["arrival_id"]})
+              if item.get("kind") == "arrival" else None, namespace="/staff")
     cookie = "; ".join(f"{c.name}={c.value}" for c in http.cookies) if http else ""
     client.connect(store.hub_url, namespaces=["/staff"], headers={"Cookie": cookie} if cookie else {},
                    transports=["websocket"], wait_timeout=5)

@@ -222,3 +222,21 @@ def test_it_sends_a_command_and_sees_its_result(floor):
     assert got["result"]["ok"] is True and got["sent_by"] == "ivan"
     assert ("command_result", got, it_room(STORE)) in floor.emit
     assert any(e["action"] == "command" and e["actor"] == "ivan" for e in floor.audit_log())
+
+
+def test_a_member_without_consent_is_only_a_match_in_search(floor):
+    (private,) = floor.search("M0002", viewer="maria")
+    assert private == {"id": None, "first_name": None, "last_name": None, "tier": None, "email": None,
+                       "phone": None, "consent": False}
+
+
+def test_the_member_view_lists_the_visits_calls_for_help(floor):
+    arrival, _ = check_in(floor)
+    help_call = kiosk_event("assist.requested", {"session": "s1", "member": "M0001"})
+    ingest(floor.hub_store, [help_call])
+    floor.on_stored([help_call])
+    (call,) = floor.customer("M0001", viewer="maria", device="Tablet A")["visit"]["assists"]
+    assert (call["kiosk"], call["answered_by"]) == ("s001-k01", None)
+    floor.answer_assist(call["assist_id"], "tom")
+    (call,) = floor.customer("M0001", viewer="maria", device="Tablet A")["visit"]["assists"]
+    assert call["answered_by"] == "tom"
