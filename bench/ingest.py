@@ -38,6 +38,8 @@ import paho.mqtt.client as mqtt
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from measure import rss_mb  # noqa: E402
+
 from demo.broker import Broker, free_port  # noqa: E402
 from hub.ingest import Ingest  # noqa: E402
 from hub.store import HubStore, open_hub_db  # noqa: E402
@@ -306,17 +308,6 @@ def committed(db: Path) -> int | None:
             return conn.execute("SELECT count(*) FROM events").fetchone()[0]
     except sqlite3.OperationalError:
         return None
-
-
-def rss_mb(pid: int) -> float:
-    try:
-        with open(f"/proc/{pid}/status") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        return 0.0
-    return 0.0
 
 
 def main() -> None:

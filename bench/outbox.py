@@ -36,6 +36,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from measure import rss_mb  # noqa: E402
+
 from demo.broker import Broker  # noqa: E402
 from demo.chaos import ChaosStore, work_dir  # noqa: E402
 from protocol.envelope import make_envelope  # noqa: E402
@@ -93,14 +95,6 @@ def raw_publish(broker: Broker, bodies: list[str], window: int) -> float:
     client.disconnect()
     client.loop_stop()
     return elapsed
-
-
-def rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def stored(db: Path) -> int:

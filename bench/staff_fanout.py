@@ -37,6 +37,8 @@ import socketio
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from measure import rss_mb, percentile  # noqa: E402
+
 from demo.chaos import work_dir  # noqa: E402
 from demo.store import DemoStore  # noqa: E402
 from edge_agent.outbox import Outbox, open_device_db  # noqa: E402
@@ -60,19 +62,6 @@ class Tablet:
             self.sample = item
             emitted = datetime.fromisoformat(item["at"].replace("Z", "+00:00")).timestamp()
             self.latencies[item["data"]["event_id"]] = (received - emitted) * 1000
-
-
-def rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[max(0, int(len(ordered) * q) - 1)]
 
 
 RAW_SERVER = """
