@@ -51,6 +51,7 @@ def run(config, password: str, policy, *, config_path: str | None) -> int:
     from edge_agent.outbox import Outbox, open_device_db
     from protocol.backoff import Backoff
     from protocol.mqtt import BrokerLogin
+    from protocol.sdnotify import Watchdog
 
     login = BrokerLogin(host=config["mqtt.host"], port=config["mqtt.port"],
                         username=config["mqtt.username"] or config["device"], password=password,
@@ -60,6 +61,8 @@ def run(config, password: str, policy, *, config_path: str | None) -> int:
     outbox.set_policy(policy)
     token = read_or_create_secret(config["local_api.token_file"], "local API token")
     stopping = threading.Event()
+    # Type=notify: READY=1 on the drain loop's first turn, then WATCHDOG=1 while it keeps turning.
+    watchdog = Watchdog()
     agent = EdgeAgent(
         store=config["store"], device=config["device"], login=login, outbox=outbox,
         version=dist_version("omnikiosk"), topic_prefix=config["topic_prefix"], window=config["drain.window"],
@@ -67,7 +70,7 @@ def run(config, password: str, policy, *, config_path: str | None) -> int:
         poll_s=config["drain.poll_s"], catalog=CatalogCache(open_device_db(config["catalog.path"])),
         kiosk=KioskLink(config["kiosk.url"], token), telemetry_interval_s=config["telemetry.interval_s"],
         backoff=Backoff(min_s=config["mqtt.reconnect_min_s"], max_s=config["mqtt.reconnect_max_s"]),
-        config_path=config_path, on_restart=stopping.set)
+        config_path=config_path, on_restart=stopping.set, heartbeat=watchdog.tick)
     try:
         api = LocalApi(port=config["api.port"], token=token, ask=agent.relay.ask, health=lambda: _health(agent),
                        metrics=lambda: _metrics(agent))
@@ -84,6 +87,7 @@ def run(config, password: str, policy, *, config_path: str | None) -> int:
         "api": f"http://127.0.0.1:{api.port}/", "outbox": config["outbox.path"], "waiting": stats["depth"],
         "session": agent.session})
     stopping.wait()
+    watchdog.stopping()
     api.stop()
     agent.stop()
     log.info("edge agent stopped", extra={"waiting": outbox.stats()["depth"]})

@@ -58,8 +58,10 @@ class EdgeAgent:
                  receipt_timeout_s: float = 30.0, poll_s: float = 0.05, catalog: CatalogCache | None = None,
                  kiosk: KioskLink | None = None, telemetry_interval_s: float = 30.0,
                  backoff: Backoff | None = None, config_path: str | None = None,
-                 on_restart: Callable[[], None] = lambda: None,
+                 on_restart: Callable[[], None] = lambda: None, heartbeat: Callable[[], None] = lambda: None,
                  clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
+        """`heartbeat` is called on every turn of the drain loop, broker or not (protocol.sdnotify.Watchdog.tick):
+        a drain that stops turning is a hung agent, and systemd restarts it."""
         self.topics = Topics(store, topic_prefix)
         self.store = store
         self.device = device
@@ -69,6 +71,7 @@ class EdgeAgent:
         self.login = login
         self.kiosk = kiosk
         self.telemetry_interval_s = telemetry_interval_s
+        self.heartbeat = heartbeat
         self._clock = clock
         self._started = time.monotonic()
         self.session = outbox.next_counter("agent_session")
@@ -229,6 +232,8 @@ class EdgeAgent:
             except Exception:  # a bad row or a database hiccup must not end delivery
                 log.exception("drain step failed; retrying")
                 self._stop.wait(1.0)
+            # Broker or hub away is a waiting agent (events stay on disk), not a hung one.
+            self.heartbeat()
             self._wake.wait(self.poll_s)
 
     def drain_once(self) -> None:

@@ -38,6 +38,7 @@ from protocol.topics import Topics
 log = logging.getLogger("hub.ingest")
 
 MAX_BATCH = 500
+IDLE_TURN_S = 1.0   # the writer turns (and says so to systemd's watchdog) at least this often when idle
 SUBSCRIBED_LEAVES = ("events", "status", "telemetry", "requests")
 
 
@@ -70,7 +71,11 @@ class Ingest:
                  on_request: Callable[[mqtt.MQTTMessage], None] | None = None,
                  in_commit: Callable[[HubStore, list[Envelope]], None] = lambda db, events: None,
                  catalog_version: Callable[[], int] | None = None, backoff: Backoff | None = None,
+                 heartbeat: Callable[[], None] = lambda: None,
                  clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
+        """`heartbeat` is called on every turn of the writer, busy or idle (protocol.sdnotify.Watchdog.tick):
+        a writer that stops turning is a hung hub (devices' events pile up unacknowledged), and
+        systemd restarts it."""
         self.topics = Topics(store_id, topic_prefix)
         self.store_id = store_id
         self.login = login
@@ -80,6 +85,7 @@ class Ingest:
         self.on_request = on_request
         self.in_commit = in_commit
         self.catalog_version = catalog_version
+        self.heartbeat = heartbeat
         self._clock = clock
         self.session = int(clock().timestamp())
         self.client = build_client(
@@ -157,7 +163,11 @@ class Ingest:
 
     def _write_forever(self) -> None:
         while True:
-            first = self._inbox.get()
+            self.heartbeat()
+            try:
+                first = self._inbox.get(timeout=IDLE_TURN_S)
+            except queue.Empty:
+                continue
             if first is None:
                 return
             batch = [first]
@@ -198,6 +208,7 @@ class Ingest:
                 return self.write_batch(batch)
             except Exception:
                 log.exception("ingest commit failed; retrying", extra={"batch": len(batch), "retry_in_s": delay})
+                self.heartbeat()  # retrying a locked or full disk, loudly: degraded, not hung
                 threading.Event().wait(delay)
                 delay = min(delay * 2, 30.0)
 

@@ -10,7 +10,7 @@ import threading
 import time
 from datetime import datetime, timedelta, timezone
 from importlib.metadata import version as dist_version
-from typing import Any
+from typing import Any, Callable
 
 from hub.activity import ActivityPusher, close_visits, track
 from hub.answers import Answers, RequestDesk, offers_secret
@@ -42,7 +42,8 @@ DONE_CART_LINES_KEPT_DAYS = 35
 
 
 class Hub:
-    def __init__(self, config: Config):
+    def __init__(self, config: Config, *, heartbeat: Callable[[], None] = lambda: None):
+        """`heartbeat`: called on every turn of the ingest writer (see Ingest), for systemd's watchdog."""
         self.config = config
         self.version = dist_version("omnikiosk")
         store = config["store"]
@@ -95,7 +96,7 @@ class Hub:
                              backoff=Backoff(min_s=config["mqtt.reconnect_min_s"], max_s=config["mqtt.reconnect_max_s"]),
                              topic_prefix=config["topic_prefix"], on_stored=self._on_stored,
                              on_request=self.requests.submit, in_commit=self._in_commit,
-                             catalog_version=lambda: self.catalog.version)
+                             catalog_version=lambda: self.catalog.version, heartbeat=heartbeat)
         self.requests.bind(self.ingest.client)
         self._stopping = threading.Event()
         self._housekeeping: threading.Thread | None = None

@@ -24,13 +24,16 @@ FPS_WINDOW_S = 10.0
 class ScanLoop:
     def __init__(self, source: FrameSource, shopper: Shopper, *, decoder: Decoder, fps: float, debounce_s: float,
                  confirm_window_s: float = 1.0, on_camera_state: Callable[[str], None] = lambda state: None,
-                 clock: Callable[[], float] = time.monotonic):
+                 heartbeat: Callable[[], None] = lambda: None, clock: Callable[[], float] = time.monotonic):
+        """`heartbeat` is called once per turn of the loop, camera or not (protocol.sdnotify.Watchdog.tick):
+        a loop that stops turning is a hung kiosk, and systemd restarts it."""
         self.source = source
         self.shopper = shopper
         self.decoder = decoder
         self.interval = 1.0 / fps
         self.scanner = Scanner(debounce_s=debounce_s, confirm_window_s=confirm_window_s)
         self.on_camera_state = on_camera_state
+        self.heartbeat = heartbeat
         self._clock = clock
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -108,6 +111,8 @@ class ScanLoop:
             except Exception:
                 self.stats["errors"] += 1
                 log.exception("scan step failed; continuing")
+            # A lost camera is a degraded kiosk (the screen says so and the source reopens), not a hung one.
+            self.heartbeat()
             self._stop.wait(max(0.0, self.interval - (self._clock() - started)))
 
     def start(self) -> "ScanLoop":

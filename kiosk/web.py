@@ -26,14 +26,26 @@ API_ENDPOINTS = ("/v1/config", "/v1/screen-message", "/v1/restart")
 
 
 class Screen:
-    """Holds the view on show and IT's banner, so a reloaded page (or a restarted browser) shows them again."""
+    """Holds the view on show and IT's banner, so a reloaded page (or a restarted browser) shows them again;
+    and when the page last said it is alive (its heartbeat), for the browser's watchdog."""
 
-    def __init__(self, wall_clock: Callable[[], float] = time.time):
+    def __init__(self, wall_clock: Callable[[], float] = time.time, clock: Callable[[], float] = time.monotonic):
         self.socketio: SocketIO | None = None
         self.current: dict[str, Any] = {"view": "idle"}
         self.banner: dict[str, Any] | None = None  # {"text", "until_ms"}: epoch milliseconds
         self._wall_clock = wall_clock
+        self._clock = clock
+        self._page_seen_at: float | None = None
         self._lock = threading.Lock()
+
+    def page_alive(self) -> None:
+        """The page's script ran and reached this server (its heartbeat or a new connection)."""
+        self._page_seen_at = self._clock()
+
+    def page_seen_s_ago(self) -> float | None:
+        """Seconds since the page was last heard from; None when not since this kiosk started."""
+        seen = self._page_seen_at
+        return None if seen is None else round(max(0.0, self._clock() - seen), 1)
 
     def show(self, view: dict[str, Any]) -> None:
         with self._lock:
@@ -100,7 +112,8 @@ def create_app(config: Config, *, screen: Screen, on_done: Callable[[], None],
 
     @app.get("/healthz")
     def healthz():
-        state = {"ok": True, **health()}
+        # page_seen_s_ago: kiosk/browser.py restarts a browser whose page stopped answering.
+        state = {"ok": True, **health(), "page_seen_s_ago": screen.page_seen_s_ago()}
         return jsonify(state)
 
     @app.get("/metrics")
@@ -111,10 +124,15 @@ def create_app(config: Config, *, screen: Screen, on_done: Callable[[], None],
 
     @socketio.on("connect")
     def connected(auth=None):
+        screen.page_alive()
         socketio.emit("screen", screen.current, to=None)
         banner = screen.active_banner()
         if banner:
             emit("banner", banner)  # to this page only
+
+    @socketio.on("alive")
+    def alive(*_):
+        screen.page_alive()
 
     @socketio.on("done")
     def done(*_):

@@ -1,5 +1,6 @@
 /* Omnikiosk shopper screen: shows what the kiosk's own server says ("screen", "notice" and "banner"
- * events; "reload" loads the page again) and sends "done", "assist" and "send_to_cart".
+ * events; "reload" loads the page again) and sends "done", "assist" and "send_to_cart", and "alive"
+ * every few seconds (its heartbeat).
  * Every text from data goes in through textContent; images only as data: URIs or same-origin paths.
  * No inline script or style: brand colours come from data-* and are set on element.style.
  * Any field may be missing or null (older servers): the screen then leaves that part out.
@@ -13,6 +14,7 @@
   var REJECTED_MS = 6000;
   var NOTICE_MS = 5000;
   var PENDING_MS = 10000; // a tapped button comes back if no answer arrives in this time
+  var HEARTBEAT_MS = 5000; // well inside kiosk/browser.py's STALE_AFTER_S
   var idleTimeoutS = parseInt(body.dataset.idleTimeout, 10);
   if (!(idleTimeoutS > 0)) idleTimeoutS = 30;
   var locale = document.documentElement.lang || undefined;
@@ -804,6 +806,9 @@
     socket.on("banner", showBanner);
     // New brand settings: load the page again; on connecting the server sends the view and banner back.
     socket.on("reload", function () { location.reload(); });
+    // The heartbeat: the kiosk tells the browser's watchdog (kiosk/browser.py) when this page was last
+    // heard from, and a page whose script stopped, or that cannot reach the kiosk any more, is restarted.
+    setInterval(function () { if (socket.connected) socket.emit("alive"); }, HEARTBEAT_MS);
   }
 
   applyBrand();
