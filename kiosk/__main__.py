@@ -90,7 +90,8 @@ def run_kiosk(config, keys, *, token: str | None = None, config_path: str | None
                       issuer=config["tokens.issuer"], leeway_s=config["tokens.leeway_s"])
     try:
         source = open_source(config["camera.source"], width=config["camera.width"], height=config["camera.height"],
-                             fps=config["camera.fps"], fourcc=config["camera.fourcc"])
+                             fps=config["camera.fps"], fourcc=config["camera.fourcc"],
+                             rotation=config["camera.rotation"])
     except ValueError as exc:
         sys.exit(f"cannot open camera.source: {exc}")
 
@@ -103,9 +104,12 @@ def run_kiosk(config, keys, *, token: str | None = None, config_path: str | None
     from kiosk.decoders import make_live_decoder
     decoder = make_live_decoder(config["scan.decoder"], tuple(config["scan.symbologies"]),
                                 try_inverted=config["scan.try_inverted"])
+    from protocol.sdnotify import Watchdog
+    # Type=notify: READY=1 on the scan loop's first turn, then WATCHDOG=1 while it keeps turning.
+    watchdog = Watchdog()
     loop = ScanLoop(source, shopper, decoder=decoder, fps=config["scan.fps"],
                     debounce_s=config["scan.debounce_s"], confirm_window_s=config["scan.confirm_window_s"],
-                    on_camera_state=camera_state)
+                    on_camera_state=camera_state, heartbeat=watchdog.tick)
 
     from importlib.metadata import version as dist_version
     version = dist_version("omnikiosk")
@@ -142,6 +146,7 @@ def run_kiosk(config, keys, *, token: str | None = None, config_path: str | None
     except KeyboardInterrupt:
         log.info("%s stopping on a signal", "kiosk")
     finally:
+        watchdog.stopping()
         loop.stop()
         shopper.end_session("stopped")  # a restart (IT's command, an update) closes the session on record
         log.info("kiosk stopped")

@@ -1,7 +1,8 @@
 """Frame sources: a camera (OpenCV or Picamera2), a video file or a folder of images, from one small registry.
 
 Every source hands out only its latest frame: a kiosk that falls behind skips frames
-instead of building a queue. `state` says what a shopper or IT should know.
+instead of building a queue. `state` says what a shopper or IT should know. A camera mounted
+turned (`camera.rotation`) has every frame turned upright before anyone sees it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import numpy as np
 log = logging.getLogger("kiosk.camera")
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
+ROTATIONS = (0, 90, 180, 270)   # degrees clockwise
+_ROTATE_CODES = {90: cv2.ROTATE_90_CLOCKWISE, 180: cv2.ROTATE_180, 270: cv2.ROTATE_90_COUNTERCLOCKWISE}
 
 
 class FrameSource(Protocol):
@@ -146,33 +149,109 @@ class CameraSource:
 
 class PicameraSource:
     """A Raspberry Pi camera module through Picamera2 (Raspberry Pi OS: `apt install python3-picamera2`,
-    and a venv made with --system-site-packages). Imported only when asked for."""
+    and a venv made with --system-site-packages). Imported only when asked for.
 
-    def __init__(self, index: int, *, width: int = 640, height: int = 480):
+    A module that is missing at start or lost later (a loose ribbon cable) is a degraded state, not
+    a crash: `state` says "lost", the shopper sees "scanner unavailable", and the camera is opened
+    again with backoff (as CameraSource does) until it answers."""
+
+    def __init__(self, index: int, *, width: int = 640, height: int = 480, max_backoff_s: float = 10.0,
+                 clock: Callable[[], float] = time.monotonic):
         try:
             from picamera2 import Picamera2
         except ImportError:
             raise ValueError("picamera source needs Picamera2: on Raspberry Pi OS install python3-picamera2 and "
                              "create the venv with --system-site-packages") from None
-        self._camera = Picamera2(index)
-        self._camera.configure(self._camera.create_video_configuration(
-            main={"size": (width, height), "format": "RGB888"}, buffer_count=2))
-        self._camera.start()
-        self.state = "ok"
+        self._picamera2, self.index, self._size = Picamera2, index, (width, height)
+        self._camera, self._clock, self.max_backoff_s = None, clock, max_backoff_s
+        self._delay, self._next_try = 0.5, 0.0
+        self.state = "waiting"
+        self._open()
+
+    def _open(self) -> None:
+        try:
+            camera = self._picamera2(self.index)
+            camera.configure(camera.create_video_configuration(
+                main={"size": self._size, "format": "RGB888"}, buffer_count=2))
+            camera.start()
+        except Exception as exc:  # no module on the cable, busy, driver errors: all mean "try again later"
+            self._lost(f"cannot open the camera module: {exc}")
+            return
+        self._camera, self.state, self._delay = camera, "ok", 0.5
+
+    def _lost(self, why: str) -> None:
+        if self.state != "lost":
+            log.warning("camera module lost; reopening with backoff", extra={"camera": self.index, "detail": why})
+        self.state = "lost"
+        if self._camera is not None:
+            try:
+                self._camera.close()
+            except Exception:
+                pass
+            self._camera = None
+        self._next_try = self._clock() + self._delay
+        self._delay = min(self._delay * 2, self.max_backoff_s)
 
     def read(self) -> np.ndarray | None:
+        if self._camera is None:
+            if self._clock() < self._next_try:
+                return None
+            self._open()
+            if self._camera is None:
+                return None
         try:
             return self._camera.capture_array("main")  # RGB888 is laid out BGR in memory, as OpenCV wants
-        except Exception:  # the driver raises its own types; a lost module must not end the loop
-            self.state = "lost"
+        except Exception as exc:  # the driver raises its own types; a lost module must not end the loop
+            self._lost(f"capture failed: {exc}")
             return None
 
     def close(self) -> None:
-        self._camera.stop()
+        if self._camera is not None:
+            self._camera.stop()
 
 
-def open_source(spec: str, *, width: int = 640, height: int = 480, fps: float = 0, fourcc: str = "") -> FrameSource:
-    """`camera:0`, `picamera:0`, `video:/path/clip.mp4` or `folder:/path/dir`."""
+def rotate(frame: np.ndarray, degrees: int) -> np.ndarray:
+    """The frame turned `degrees` clockwise (0, 90, 180 or 270). Pure; 0 returns the frame itself."""
+    if degrees == 0:
+        return frame
+    if degrees not in _ROTATE_CODES:
+        raise ValueError(f"rotation must be one of {', '.join(map(str, ROTATIONS))} degrees, not {degrees!r}")
+    return cv2.rotate(frame, _ROTATE_CODES[degrees])
+
+
+class RotatedSource:
+    """Another source's frames turned upright, for a camera mounted turned. Everything downstream (the
+    decoder, crops, a debug view) sees the upright frame; the state is the source's own."""
+
+    def __init__(self, source: FrameSource, degrees: int):
+        if degrees not in _ROTATE_CODES:
+            raise ValueError(f"rotation must be one of {', '.join(map(str, ROTATIONS[1:]))} degrees, not {degrees!r}")
+        self.source, self.degrees = source, degrees
+
+    @property
+    def state(self) -> str:
+        return self.source.state
+
+    def read(self) -> np.ndarray | None:
+        frame = self.source.read()
+        return None if frame is None else rotate(frame, self.degrees)
+
+    def close(self) -> None:
+        self.source.close()
+
+
+def open_source(spec: str, *, width: int = 640, height: int = 480, fps: float = 0, fourcc: str = "",
+                rotation: int = 0) -> FrameSource:
+    """`camera:0`, `picamera:0`, `video:/path/clip.mp4` or `folder:/path/dir`; `rotation` (degrees clockwise)
+    turns every frame. `width` and `height` are what the camera captures, before the turn."""
+    if rotation not in ROTATIONS:
+        raise ValueError(f"rotation must be one of {', '.join(map(str, ROTATIONS))} degrees, not {rotation!r}")
+    source = _open_unturned(spec, width=width, height=height, fps=fps, fourcc=fourcc)
+    # Only a turned camera pays for the turn (a copy of each frame read).
+    return RotatedSource(source, rotation) if rotation else source
+
+
+def _open_unturned(spec: str, *, width: int, height: int, fps: float, fourcc: str) -> FrameSource:
     kind, _, target = spec.partition(":")
     if kind in ("camera", "picamera") and not target.isdigit():
         raise ValueError(f"{kind} source needs an index, e.g. {kind}:0 (got {spec!r})")

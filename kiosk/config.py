@@ -9,6 +9,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from kiosk.camera import ROTATIONS
 from kiosk.decode import SUPPORTED_SYMBOLOGIES, SYMBOLOGIES
 from kiosk.decoders import BACKENDS, DEFAULT_BACKEND
 from protocol.settings import Config, ConfigError, Setting, parse
@@ -27,6 +28,8 @@ SETTINGS = [
     Setting("camera.height", 480, "camera capture height in pixels", minimum=120),
     Setting("camera.fps", 30.0, "frame rate asked of the camera (0: the camera's default)", minimum=0),
     Setting("camera.fourcc", "MJPG", "pixel format asked of a USB camera (MJPG, YUYV, or empty for its default)"),
+    Setting("camera.rotation", 0, "degrees clockwise to turn every frame so codes read upright (the camera is "
+            "mounted turned)", choices=ROTATIONS),
     Setting("scan.fps", 10.0, "frames decoded per second at most", minimum=0.5),
     Setting("scan.debounce_s", 3.0, "the same code again within this many seconds is the same scan", minimum=0),
     Setting("scan.confirm_window_s", 1.0, "a barcode acts once read twice within this many seconds", minimum=0.05),

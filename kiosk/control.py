@@ -26,7 +26,7 @@ log = logging.getLogger("kiosk.control")
 # catalog.path, web.port, agent.url, local_api.token_file, and any setting added later) is
 # written and waits for a restart: those are wired into open files, sockets and other processes.
 DECODER_KEYS = ("scan.symbologies", "scan.decoder", "scan.try_inverted")
-CAMERA_KEYS = ("camera.source", "camera.width", "camera.height", "camera.fps", "camera.fourcc")
+CAMERA_KEYS = ("camera.source", "camera.width", "camera.height", "camera.fps", "camera.fourcc", "camera.rotation")
 TOKEN_KEYS = ("tokens.jwks_file", "tokens.issuer", "tokens.leeway_s")
 BRAND_KEYS = ("brand.name", "brand.primary", "brand.accent", "brand.logo_url")
 # The page reads these when it loads (colours, name, its own idle fallback timer): it reloads.
@@ -193,7 +193,7 @@ class KioskControl:
     def _source_for(self, config: Mapping[str, Any]):
         return self._open_source(config["camera.source"], width=config["camera.width"],
                                  height=config["camera.height"], fps=config["camera.fps"],
-                                 fourcc=config["camera.fourcc"])
+                                 fourcc=config["camera.fourcc"], rotation=config["camera.rotation"])
 
     def _apply(self, new: Config, keys, decoder, *, page_changed: bool, log_level: bool) -> None:
         """Only assignments here: nothing can fail once the file is written."""

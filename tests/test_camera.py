@@ -94,3 +94,59 @@ def test_folder_source_shows_the_newest_image_and_waits_when_empty(tmp_path):
 def test_bad_source_specs_say_what_to_write(spec, message):
     with pytest.raises(ValueError, match=message):
         open_source(spec)
+
+
+class FakePicamera2:
+    """Stands in for picamera2.Picamera2: fails to open while `missing`, then gives frames until `unplug`."""
+
+    missing = True
+    opened = 0
+
+    def __init__(self, index):
+        if FakePicamera2.missing:
+            raise IndexError("list index out of range")  # what Picamera2 raises when no camera is attached
+        FakePicamera2.opened += 1
+        self.unplugged = False
+
+    def create_video_configuration(self, main, buffer_count):
+        return {"main": main}
+
+    def configure(self, config):
+        self.size = config["main"]["size"]
+
+    def start(self):
+        pass
+
+    def capture_array(self, stream):
+        if FakePicamera2.missing:
+            raise RuntimeError("camera frontend has timed out")
+        import numpy as np
+        return np.zeros((self.size[1], self.size[0], 3), np.uint8)
+
+    def stop(self):
+        pass
+
+    def close(self):
+        pass
+
+
+def test_a_missing_camera_module_is_a_degraded_state_that_recovers(monkeypatch):
+    import sys
+    import types
+
+    from kiosk.camera import PicameraSource
+    monkeypatch.setitem(sys.modules, "picamera2", types.SimpleNamespace(Picamera2=FakePicamera2))
+    now = [0.0]
+    FakePicamera2.missing, FakePicamera2.opened = True, 0
+    source = PicameraSource(0, width=64, height=48, clock=lambda: now[0])
+    assert source.state == "lost" and source.read() is None           # no crash at start
+    FakePicamera2.missing = False
+    assert source.read() is None                                       # backoff: not retried at once
+    now[0] += 1.0
+    frame = source.read()
+    assert source.state == "ok" and frame.shape == (48, 64, 3) and FakePicamera2.opened == 1
+    FakePicamera2.missing = True                                       # the ribbon cable comes loose
+    assert source.read() is None and source.state == "lost"
+    FakePicamera2.missing = False
+    now[0] += 1.0
+    assert source.read() is not None and source.state == "ok" and FakePicamera2.opened == 2
