@@ -1,11 +1,16 @@
-"""`python -m hub`: run the store hub, manage staff accounts, send a device a command, or import stock counts."""
+"""`python -m hub`: run the store hub, manage staff accounts, send a device a command or its rendered configs,
+or import stock counts."""
 
 from __future__ import annotations
 
 import argparse
 import getpass
 import logging
+import socket
 import sys
+import threading
+import time
+from urllib.parse import urlsplit
 
 from hub.config import SETTINGS, load_config
 from hub.staff import ROLES, hash_password, hash_pin, password_problem, pin_problem
@@ -30,6 +35,7 @@ EXAMPLES = """examples:
   python -m hub command s001-k01 config.update --args '{"settings": {"scan.fps": 8}}' --config hub.toml
   python -m hub command s001-k02 catalog.resync --config hub.toml
   python -m hub command s001-k02 restart --arg target=kiosk --config hub.toml
+  python -m hub device push-config s001-k01 --target kiosk --config hub.toml
   python -m hub import-stock pos-export.csv --config hub.toml
   python -m hub import-stock pos-export.csv --config hub.toml --dry-run --report bad-rows.csv
 """
@@ -53,6 +59,26 @@ be written. A running hub announces the new version to the kiosks within seconds
 examples:
   python -m hub import-stock pos-export.csv --config hub.toml
   python -m hub import-stock pos-export.csv --config hub.toml --dry-run --report bad-rows.csv
+"""
+
+
+PUSH_CONFIG_HELP = """Sends DEVICE the configs firmware_config rendered for it, as this hub keeps them: the
+fleet file (the hub's fleet.file setting) names each device's kiosk_config and agent_config. Each
+target goes as one config.update of dotted settings through the device's edge agent:
+  kiosk   the kiosk checks them, rewrites its kiosk.toml and applies the live keys at once;
+          keys wired into files and sockets (paths, ports) are listed: they wait for a kiosk restart
+  agent   the agent checks them, rewrites its agent.toml and restarts to apply them
+  both    the kiosk first, then the agent (the default)
+A push sets every key the file has; a key left out of the file keeps the device's current value.
+Nothing is sent when a file is missing or unreadable, or names another store or device. A device
+that refuses a setting (one its version does not know, a value out of range) changes nothing and
+says why. Exit status: 0 every target applied, 1 a device refused or did not answer in time,
+2 nothing sent (unknown device, no or bad fleet file, bad config file, broker unreachable).
+
+examples:
+  python -m hub device push-config s001-k01
+  python -m hub device push-config s001-k01 --target kiosk --config /etc/omnikiosk/hub.toml
+  python -m hub device push-config s001-k02 --target agent --timeout 60
 """
 
 
@@ -88,6 +114,20 @@ def main(argv: list[str] | None = None) -> None:
     command.add_argument("--wait", type=float, default=15.0, metavar="SECONDS",
                          help="how long to wait for the device's answer (default 15; 0: do not wait)")
     command.add_argument("--config", metavar="FILE", required=True)
+    device = sub.add_parser("device", help="IT's actions on one device of the fleet file (push-config)",
+                            description="IT's actions on one device the fleet file (fleet.file) names.",
+                            epilog=PUSH_CONFIG_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    device_actions = device.add_subparsers(dest="action", required=True)
+    push = device_actions.add_parser("push-config", help="send a device its rendered kiosk and agent configs",
+                                     description="Send a device its rendered kiosk and agent configs.",
+                                     epilog=PUSH_CONFIG_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    push.add_argument("device", metavar="DEVICE", help="device id as in the fleet file, e.g. s001-k01")
+    push.add_argument("--target", choices=("kiosk", "agent", "both"), default="both",
+                      help="which config to push (default both: the kiosk's, then the agent's)")
+    push.add_argument("--config", metavar="FILE", default="/etc/omnikiosk/hub.toml",
+                      help="the hub's config (default /etc/omnikiosk/hub.toml)")
+    push.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS",
+                      help="how long to wait for each target's answer (default 30; 0: do not wait)")
     stock = sub.add_parser("import-stock", help="import stock counts from the till (a CSV) into the catalog",
                            description="Import stock counts from the till (POS) into the hub's catalog.",
                            epilog=IMPORT_STOCK_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -102,6 +142,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(staff_command(args, config))
     if args.command == "command":
         sys.exit(device_command(args, config))
+    if args.command == "device":
+        sys.exit(push_config_command(args, config))
     if args.command == "tablets":
         sys.exit(tablets_command(args, config))
     if args.command == "import-stock":
@@ -118,20 +160,40 @@ def main(argv: list[str] | None = None) -> None:
         return
     jsonlog.setup("hub", config["log.level"])
     from hub.service import Hub
+    from protocol.sdnotify import Watchdog
+    # Type=notify: WATCHDOG=1 while the ingest writer turns; READY=1 once the staff app answers.
+    watchdog = Watchdog(ready_on_tick=False)
     try:
-        hub = Hub(config)
+        hub = Hub(config, heartbeat=watchdog.tick)
     except ConfigError as exc:
         sys.exit(f"invalid configuration:\n{exc}")
     hub.start()
     log.info("hub started", extra={"store": config["store"], "url": hub.url(), "demo": config["demo"]})
+    threading.Thread(target=ready_when_serving, args=(hub.url(), watchdog.ready), name="hub-ready",
+                     daemon=True).start()
     interrupt_on_sigterm()
     try:
         hub.serve()
     except KeyboardInterrupt:
         log.info("%s stopping on a signal", "hub")
     finally:
+        watchdog.stopping()
         hub.stop()
         log.info("hub stopped")
+
+
+def ready_when_serving(url: str, ready, poll_s: float = 0.2) -> None:
+    """Call `ready` once the web app at `url` accepts connections (it binds inside socketio.run, which
+    blocks); if it never does, the process ends with serve()'s error and this daemon thread with it."""
+    parts = urlsplit(url)
+    while True:
+        try:
+            socket.create_connection((parts.hostname, parts.port), timeout=1).close()
+        except OSError:
+            time.sleep(poll_s)
+            continue
+        ready()
+        return
 
 
 def staff_command(args, config) -> int:
@@ -231,6 +293,59 @@ def device_command(args, config) -> int:
         return 1
     print(json.dumps(result, indent=2, ensure_ascii=False))
     return 0 if result.get("ok") else 1
+
+
+def push_config_command(args, config) -> int:
+    from hub.fleet import PUSH_TARGETS, CommandNotSent, PushRefused, config_updates, describe_result
+    from hub.fleet import send_command, wait_for_result
+    from hub.roster import load_roster
+    from protocol.cli import read_secret
+    from protocol.mqtt import BrokerLogin
+    try:
+        roster = load_roster(config)
+    except ConfigError as exc:
+        print(f"nothing sent: the fleet file is unusable:\n{exc}", file=sys.stderr)
+        return 2
+    if roster is None:
+        print(f"nothing sent: {config.source} sets no fleet.file, so this hub knows no device's rendered configs; "
+              "set fleet.file to the fleet.toml firmware_config rendered for this store", file=sys.stderr)
+        return 2
+    device = roster.device(args.device)
+    if device is None:
+        print(f"nothing sent: unknown device {args.device!r}: it is not in the fleet file {roster.source} "
+              f"(devices there: {', '.join(roster.ids) or 'none'})", file=sys.stderr)
+        return 2
+    targets = PUSH_TARGETS if args.target == "both" else (args.target,)
+    try:
+        updates = config_updates(device, targets, store=config["store"])
+        login = BrokerLogin(host=config["mqtt.host"], port=config["mqtt.port"],
+                            username=config["mqtt.username"] or f"hub-{config['store']}",
+                            password=read_secret(config["mqtt.password_file"], "MQTT password"),
+                            tls_ca=config["mqtt.tls_ca"])
+    except (PushRefused, ConfigError) as exc:
+        print(f"nothing sent:\n{exc}", file=sys.stderr)
+        return 2
+    status = 0
+    for target, command_args in updates:
+        try:
+            command_id = send_command(config, login, device.id, "config.update", command_args)
+        except CommandNotSent as exc:
+            print(f"{device.id} {target}: not sent: {exc}", file=sys.stderr)
+            return 2
+        print(f"{device.id} {target}: sent {len(command_args['settings'])} settings from "
+              f"{device.config_file(target)} (id {command_id})", flush=True)
+        if args.timeout <= 0:
+            continue
+        result = wait_for_result(config["db.path"], command_id, timeout_s=args.timeout)
+        if result is None:
+            print(f"{device.id} {target}: no answer within {args.timeout:g} s; the device carries it out when it is "
+                  f"back online (look for its command.result, id {command_id})", file=sys.stderr)
+            status = 1
+            continue
+        print(f"{device.id} {target}: {describe_result(target, result)}", flush=True)
+        if not result.get("ok"):
+            status = 1
+    return status
 
 
 def import_stock_command(args, config) -> int:

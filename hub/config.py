@@ -48,6 +48,8 @@ SETTINGS = [
     Setting("sync.prefetch_days", 30, "prefetch the profiles of members seen here in this many days", minimum=0),
     Setting("visits.gap_s", 1800.0, "a visit ends when its member did nothing at a kiosk for this long", minimum=60),
     Setting("offers.rules_file", "", "offer rules (TOML, docs/offers.md); empty: the bundled rules"),
+    Setting("fleet.file", "", "the store's expected devices (fleet.toml, rendered by firmware_config; docs/hub.md); "
+            "empty: none expected, the fleet view lists what reports"),
     Setting("stock.source", "online", "where this store's own stock comes from: the online store's feed, or "
             "the till (pos: python -m hub import-stock) — then the feed's rows for this store are ignored",
             choices=("online", "pos")),

@@ -1,24 +1,31 @@
-"""IT's hand on the store's devices: send a command to one and wait for its `command.result`.
+"""IT's hand on the store's devices: send a command to one and wait for its `command.result`; push a device
+the configs rendered for it.
 
 The command goes out with the hub's MQTT credentials under a client id of its own (so the
 running hub keeps its session), QoS 1 on `devices/{device}/commands`, with an expiry so a
 device that comes back a day later does not show yesterday's screen message. The result is
 an ordinary event: it is read from the hub's database once the hub has stored it.
+
+A config push reads the device's rendered kiosk.toml / agent.toml through the fleet file (hub.roster) and
+sends each as one `config.update` of dotted settings; the device checks them as it checks any update.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import secrets
 import sqlite3
 import threading
 import time
+import tomllib
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, Iterable, Mapping
 
 import paho.mqtt.client as mqtt
 
-from protocol.commands import COMMANDS, check_args, command_payload
+from hub.roster import ExpectedDevice
+from protocol.commands import COMMANDS, MAX_COMMAND_BYTES, check_args, command_payload
 from protocol.envelope import format_ts
 from protocol.mqtt import BrokerLogin
 from protocol.settings import Config
@@ -112,3 +119,98 @@ def parse_args(pairs: list[str], args_json: str | None) -> dict[str, Any]:
         except ValueError:
             args[key] = raw
     return args
+
+
+# --- pushing a device its rendered configs
+
+PUSH_TARGETS = ("kiosk", "agent")   # in this order: the agent restarts after its own update
+
+
+class PushRefused(Exception):
+    """The rendered configs cannot be pushed as they are; nothing was sent."""
+
+
+def flatten_settings(document: Mapping[str, Any], source: str) -> tuple[dict[str, Any], list[str]]:
+    """A config document as the dotted settings of a config.update ({"scan": {"fps": 8}} → {"scan.fps": 8}),
+    and what cannot be sent: a device takes strings, numbers, booleans and lists of them, nothing else."""
+    settings: dict[str, Any] = {}
+    problems: list[str] = []
+
+    def walk(node: Mapping[str, Any], prefix: str) -> None:
+        for name, value in node.items():
+            key = f"{prefix}{name}"
+            if isinstance(value, Mapping):
+                walk(value, key + ".")
+            elif _plain(value) or (isinstance(value, list) and all(_plain(v) for v in value)):
+                settings[key] = value
+            else:
+                problems.append(f"{source}: {key}: a {type(value).__name__} cannot be sent; a device takes strings, "
+                                "finite numbers, booleans and lists of them")
+    walk(document, "")
+    return settings, problems
+
+
+def _plain(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return isinstance(value, (str, int, bool))
+
+
+def config_updates(device: ExpectedDevice, targets: Iterable[str], *, store: str) -> list[tuple[str, dict[str, Any]]]:
+    """(target, config.update args) for each target, from the device's rendered configs.
+
+    Reads the files; raises PushRefused listing every problem, so that either all targets go or none."""
+    updates: list[tuple[str, dict[str, Any]]] = []
+    problems: list[str] = []
+    for target in targets:
+        path = device.config_file(target)
+        if path is None:
+            problems.append(f"the fleet file names no {target}_config for {device.id}; render the store again")
+            continue
+        try:
+            document = tomllib.loads(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            problems.append(f"{path}: cannot read the {target} config of {device.id}: {exc.strerror or exc}")
+            continue
+        except (ValueError, UnicodeDecodeError) as exc:  # tomllib.TOMLDecodeError is a ValueError
+            problems.append(f"{path}: not valid TOML ({exc}); render it again")
+            continue
+        settings, bad = flatten_settings(document, str(path))
+        problems += bad
+        # A file of another device would rename this one (written, taking effect at its next restart).
+        for key, expected in (("store", store), ("device", device.id)):
+            if key in settings and settings[key] != expected:
+                problems.append(f"{path}: {key} = {settings[key]!r}, but this is {key} {expected!r}; "
+                                "the fleet file points at another device's config")
+        if not settings:
+            problems.append(f"{path}: no settings to send")
+            continue
+        args = {"target": target, "settings": settings}
+        size = len(command_payload("x" * 64, "config.update", args, "2000-01-01T00:00:00.000Z"))
+        if size > MAX_COMMAND_BYTES:
+            problems.append(f"{path}: {len(settings)} settings make a command of {size} bytes; a device takes at "
+                            f"most {MAX_COMMAND_BYTES}")
+        problem = check_args("config.update", args)
+        if problem:
+            problems.append(f"{path}: {problem}")
+        updates.append((target, args))
+    if problems:
+        raise PushRefused("\n".join(problems))
+    return updates
+
+
+def describe_result(target: str, result: Mapping[str, Any]) -> str:
+    """One line saying what a device did with a pushed config (a command.result's data). Pure."""
+    if not result.get("ok"):
+        error = result.get("error") or {}
+        return f"refused ({error.get('code', 'failed')}): {error.get('message', 'no reason given')}"
+    done = result.get("result") or {}
+    if target == "agent":
+        written = done.get("written") or []
+        return f"ok: {len(written)} settings written to agent.toml; the agent restarts to apply them"
+    parts = [f"ok: {len(done.get('applied') or [])} settings applied live"]
+    if done.get("restart_required"):
+        parts.append("changed, in effect after a kiosk restart: " + ", ".join(done["restart_required"]))
+    if done.get("overridden"):
+        parts.append("an OMNIKIOSK_* variable on the device decides: " + ", ".join(done["overridden"]))
+    return "; ".join(parts)

@@ -21,6 +21,7 @@ from hub.catalog import HubCatalog
 from hub.online import OnlineStoreError
 from hub.online_updates import CartPusher, OnlineUpdates
 from hub.profiles import ProfileSource
+from hub.roster import ExpectedDevice, Roster
 from hub.store import HubStore
 from protocol.commands import COMMANDS, check_args, command_payload
 from protocol.envelope import Envelope, format_ts, parse_ts
@@ -65,10 +66,16 @@ def mask_phone(phone: str | None) -> str | None:
     return f"•••• {''.join(digits[-3:])}" if len(digits) >= 6 else None
 
 
-def device_health(row: dict[str, Any], now: datetime) -> dict[str, Any]:
-    """One device for the IT view: state, the figures its last report gave, and what needs a look. Pure."""
+def device_health(row: dict[str, Any], now: datetime, expected: ExpectedDevice | None = None, *,
+                  roster: bool = False) -> dict[str, Any]:
+    """One device for the IT view: state, the figures its last report gave, and what needs a look. Pure.
+
+    `expected` is its entry in the fleet file; `roster` says whether the hub has a fleet file at all
+    (then a device missing from it is flagged: a replaced device, or credentials used elsewhere)."""
     telemetry = json.loads(row["telemetry"]) if row.get("telemetry") else None
     alerts = []
+    if roster and expected is None:
+        alerts.append({"kind": "not_in_fleet", "text": "not in fleet file"})
     seen = _age_s(row.get("last_seen"), now)
     if row.get("state") != "online":
         since = _age_s(row.get("status_ts"), now) or seen
@@ -90,7 +97,34 @@ def device_health(row: dict[str, Any], now: datetime) -> dict[str, Any]:
             alerts.append({"kind": "temperature", "text": f"{telemetry['cpu_temp_c']} °C"})
     return {"id": row["id"], "state": row.get("state") or "unknown", "session": row.get("session"),
             "version": row.get("version"), "last_seen": row.get("last_seen"), "last_seen_s": seen,
-            "events": row.get("events") or 0, "gaps": row.get("gaps") or 0, "telemetry": telemetry, "alerts": alerts}
+            "events": row.get("events") or 0, "gaps": row.get("gaps") or 0, "telemetry": telemetry, "alerts": alerts,
+            **_fleet_entry(expected, roster)}
+
+
+def never_seen(expected: ExpectedDevice) -> dict[str, Any]:
+    """A device the fleet file expects that has never reported to this hub. Pure."""
+    return {"id": expected.id, "state": "never_seen", "session": None, "version": None, "last_seen": None,
+            "last_seen_s": None, "events": 0, "gaps": 0, "telemetry": None,
+            "alerts": [{"kind": "never_seen", "text": f"expected but never came online — {expected.location}"}],
+            **_fleet_entry(expected, True)}
+
+
+def fleet_health(rows: list[dict[str, Any]], roster: Roster | None, now: datetime) -> list[dict[str, Any]]:
+    """Every device for the IT view, by id: each one the fleet file expects (seen or not), then any other
+    that reports. Without a fleet file, the devices that report. Pure."""
+    if roster is None:
+        return sorted((device_health(row, now) for row in rows), key=lambda d: d["id"])
+    seen = {row["id"]: row for row in rows}
+    devices = [device_health(seen[d.id], now, d, roster=True) if d.id in seen else never_seen(d)
+               for d in roster.devices]
+    devices += [device_health(row, now, roster=True) for row in rows if row["id"] not in roster]
+    return sorted(devices, key=lambda d: d["id"])
+
+
+def _fleet_entry(expected: ExpectedDevice | None, roster: bool) -> dict[str, Any]:
+    """`in_fleet` is None when the hub has no fleet file: nothing is expected, nothing is a stranger."""
+    return {"location": expected.location if expected else None, "role": expected.role if expected else None,
+            "in_fleet": (expected is not None) if roster else None}
 
 
 def _age_s(stamp: str | None, now: datetime) -> float | None:
@@ -117,7 +151,7 @@ class Floor:
                  pusher: CartPusher | None, profiles: ProfileSource, engine: offers.OfferEngine, offers_secret: bytes,
                  emit: Emit = lambda event, payload, room: None,
                  publish_command: Callable[[str, bytes], bool] = lambda device, payload: False,
-                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
+                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc), roster: Roster | None = None):
         self.store = store
         self.hub_store = hub_store
         self.catalog = catalog
@@ -130,6 +164,7 @@ class Floor:
         self.emit = emit
         self.publish_command = publish_command
         self._clock = clock
+        self.roster = roster   # the fleet file's expected devices (hub.roster); None: no fleet file
 
     # --- the feed
     def feed(self, *, after: int = 0, limit: int = 200) -> list[dict[str, Any]]:
@@ -426,12 +461,16 @@ class Floor:
 
     # --- IT: the fleet and its commands
     def devices(self) -> list[dict[str, Any]]:
-        now = self._clock()
-        return [device_health(row, now) for row in self.hub_store.devices() if row.get("store") == self.store]
+        rows = [row for row in self.hub_store.devices() if row.get("store") == self.store]
+        return fleet_health(rows, self.roster, self._clock())
 
     def send_command(self, device: str, command: str, args: dict[str, Any], staff: str, *,
                      from_device: str = "") -> dict[str, Any]:
         if device not in {row["id"] for row in self.hub_store.devices()}:
+            if self.roster is not None and device in self.roster:
+                # Nothing waits for a device that never connected: the broker would drop the command.
+                raise FloorError(409, "never_seen", f"{device} is in the fleet file but has never come online; "
+                                                    "send commands once it has")
             raise FloorError(404, "not_found", f"no device {device[:40]!r} in this store")
         if command not in COMMANDS:
             raise FloorError(400, "unknown_command", f"known commands: {', '.join(COMMANDS)}")

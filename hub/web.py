@@ -24,6 +24,7 @@ from werkzeug.exceptions import HTTPException
 
 from hub import staff as staff_rules
 from hub.floor import FloorError, it_room, store_room
+from hub.roster import load_roster
 from hub.store import HubStore
 from protocol.settings import Config
 
@@ -183,6 +184,10 @@ def create_app(config: Config, *, hub_store: HubStore, secret_key: str,
     counts: Counter = Counter()
     store_id = config["store"]
     sweeper_started = threading.Event()
+    if floor is not None and getattr(floor, "roster", None) is None:
+        # The fleet file (fleet.file) is read once, at start: a bad one stops the hub with the reason
+        # (a RosterError is a ConfigError). A Floor given its roster by its maker keeps it.
+        floor.roster = load_roster(config)
 
     # --- who is asking
     def tablet_of_request() -> dict[str, Any] | None:
@@ -533,7 +538,8 @@ def create_app(config: Config, *, hub_store: HubStore, secret_key: str,
     @app.get("/it")
     @staff_only("fleet")
     def fleet_page():
-        return render_template("it.html", user=current_staff(), page="fleet")
+        return render_template("it.html", user=current_staff(), page="fleet",
+                               roster=getattr(floor, "roster", None))
 
     @app.get("/api/devices")
     @staff_only("fleet")

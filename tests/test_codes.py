@@ -289,8 +289,8 @@ def test_digital_link(uri, gtin, qualifiers):
     "uri,expected",
     [
         (f"https://example.com/01/{GTIN14[:-1]}3", "bad_check_digit"),
-        (f"https://example.com/01/40063813339 32", "bad_digital_link"),
-        (f"https://example.com/01/4006381333932/10/LOT", "bad_check_digit"),
+        ("https://example.com/01/40063813339 32", "bad_digital_link"),
+        ("https://example.com/01/4006381333932/10/LOT", "bad_check_digit"),
         (f"https://example.com/01/{GTIN14}/21/SER/10/LOT", "bad_digital_link"),  # wrong order
         (f"https://example.com/01/{GTIN14}/10/LOT/22/2A", "bad_digital_link"),  # wrong order
         (f"https://example.com/01/{GTIN14}/10/A/10/B", "bad_digital_link"),  # repeated

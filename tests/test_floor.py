@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from test_connector import KEY, DemoShop
@@ -240,3 +241,20 @@ def test_the_member_view_lists_the_visits_calls_for_help(floor):
     floor.answer_assist(call["assist_id"], "tom")
     (call,) = floor.customer("M0001", viewer="maria", device="Tablet A")["visit"]["assists"]
     assert call["answered_by"] == "tom"
+
+
+def test_with_a_fleet_file_it_sees_every_expected_device_and_which_report_without_being_expected(floor):
+    from hub.roster import parse_roster
+    floor.roster = parse_roster({"store": STORE, "devices": [{"id": "s001-k01", "location": "Entrance"},
+                                                             {"id": "s001-k02", "location": "Shoes, aisle 4"}]},
+                                source="fleet.toml", base=Path("."), store=STORE)
+    floor.hub_store.update_device_status("s001-k01", STORE, {"state": "online", "session": 1}, format_ts(NOW))
+    floor.hub_store.update_device_status("s001-k07", STORE, {"state": "online", "session": 1}, format_ts(NOW))
+    devices = {d["id"]: d for d in floor.devices()}
+    assert [(d, devices[d]["state"], devices[d]["location"]) for d in sorted(devices)] == [
+        ("s001-k01", "online", "Entrance"), ("s001-k02", "never_seen", "Shoes, aisle 4"), ("s001-k07", "online", None)]
+    assert [a["kind"] for a in devices["s001-k02"]["alerts"]] == ["never_seen"]
+    assert [a["kind"] for a in devices["s001-k07"]["alerts"]] == ["not_in_fleet"]
+    with pytest.raises(FloorError) as never:
+        floor.send_command("s001-k02", "catalog.resync", {}, "ivan")
+    assert never.value.status == 409 and floor.published == []

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import requests
 import socketio
-from conftest import ROOT, wait_for
+from conftest import wait_for
 from test_connector import KEY, DemoShop
 from test_floor import ingest
 from werkzeug.serving import make_server

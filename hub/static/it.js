@@ -24,7 +24,7 @@
     ["restart", "Restart"],
     ["config.update", "Change a setting"]
   ];
-  var STATES = { online: "Online", offline: "Offline", stopped: "Stopped", unknown: "Unknown" };
+  var STATES = { online: "Online", offline: "Offline", stopped: "Stopped", never_seen: "Never seen", unknown: "Unknown" };
 
   var cards = new Map();     // device id -> {node, status, result}
   var pending = new Map();   // command id -> device id
@@ -48,7 +48,9 @@
     var head = el("div", "device-head");
     append(head, append(el("span", "device-icon"), icon("device")),
            append(el("div", "device-id"), el("h2", "device-name", device.id),
-                  append(el("p", "card-meta"), el("span", null, "v" + (device.version || "?")), el("span", "sep", "·"),
+                  append(el("p", "card-meta"), device.location ? el("span", "device-location", device.location) : null,
+                         device.location ? el("span", "sep", "·") : null,
+                         el("span", null, "v" + (device.version || "?")), el("span", "sep", "·"),
                          el("span", null, "last seen "), device.last_seen ? O.agoNode(device.last_seen) : el("span", null, "never"))),
            el("span", "state-pill state-" + state, STATES[state]));
     box.appendChild(head);
