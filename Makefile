@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT    := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
 
-.PHONY: help demo test deps system-deps browser bench chaos clean
+.PHONY: help demo test deps system-deps browser ops-tools bench chaos clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -17,7 +17,7 @@ help:  ## list the targets
 demo: deps  ## run a whole store: broker, online store, hub, two kiosks with edge agents
 	$(PY) -m demo run
 
-test: deps browser  ## install what is missing, then run every test
+test: deps browser ops-tools  ## install what is missing, then run every test
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 PHOTOS ?= ../shared/data/qr-photos
@@ -48,6 +48,16 @@ system-deps:
 browser:  ## Chromium for the page tests (Debian's; test tools cannot download their own here)
 	@command -v chromium >/dev/null 2>&1 || { echo "installing chromium"; \
 	  $(APT) update -qq && $(APT) install -y -qq --no-install-recommends chromium; }
+
+ops-tools:  ## what `firmware_config validate` runs: systemd-analyze, cloud-init, ansible-playbook
+	@missing=""; \
+	command -v systemd-analyze >/dev/null 2>&1 || missing="$$missing systemd"; \
+	command -v cloud-init >/dev/null 2>&1 || missing="$$missing cloud-init"; \
+	command -v ansible-playbook >/dev/null 2>&1 || missing="$$missing ansible-core"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing provisioning tools:$$missing"; \
+	  $(APT) update -qq && $(APT) install -y -qq --no-install-recommends $$missing; \
+	fi
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (found " + sys.version.split()[0] + ")")'

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import getpass
 import os
-import shutil
 import socket
 import subprocess
 import time
@@ -12,19 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from firmware_config.broker import acl_text, hub_username, mosquitto_conf, password_line
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
-
-
-def find_mosquitto() -> str:
-    for candidate in (shutil.which("mosquitto"), "/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto"):
-        if candidate and Path(candidate).exists():
-            return candidate
-    raise FileNotFoundError("mosquitto is not installed: run `make deps` (apt-get install mosquitto)")
+from firmware_config.broker_check import find_mosquitto, free_port, stop_process
 
 
 @dataclass
@@ -88,13 +75,7 @@ class Broker:
         raise TimeoutError(f"mosquitto did not listen on {self.host}:{self.port}")
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
 
     def kill(self) -> None:
         if self.process and self.process.poll() is None:

@@ -27,7 +27,8 @@ class Check:
     ok: bool
     detail: str = ""
     skipped: bool = False    # the tool is not installed: reported, and a failure unless allowed
+    todo: bool = False       # right as rendered, but IT has something to do before deploying
 
     def line(self) -> str:
-        mark = "skip" if self.skipped else ("pass" if self.ok else "FAIL")
+        mark = "skip" if self.skipped else ("todo" if self.todo else ("pass" if self.ok else "FAIL"))
         return f"{mark:4}  {self.name}" + (f": {self.detail}" if self.detail else "")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 CONFIG_DIR = "/etc/omnikiosk"            # configs and credentials (read-only to the services)
+SETTINGS_DIR = f"{CONFIG_DIR}/settings"  # kiosk.toml and agent.toml: the hub's config.update rewrites them
 STATE_DIR = "/var/lib/omnikiosk"         # the only place the services write (outbox, catalog, hub.db)
 INSTALL_DIR = "/opt/omnikiosk"           # the Python package in its own venv
 VENV_PYTHON = f"{INSTALL_DIR}/venv/bin/python"
@@ -27,6 +28,10 @@ AGENT_API_PORT = 8090                    # the agent's local request API, 127.0.
 
 def config_path(name: str) -> str:
     return f"{CONFIG_DIR}/{name}"
+
+
+def settings_path(name: str) -> str:
+    return f"{SETTINGS_DIR}/{name}"
 
 
 def state_path(name: str) -> str:

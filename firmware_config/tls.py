@@ -86,5 +86,10 @@ def server_names(cert: x509.Certificate) -> tuple[set[str], set[str]]:
     return set(san.get_values_for_type(x509.DNSName)), {str(a) for a in san.get_values_for_type(x509.IPAddress)}
 
 
+def same_key(cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> bool:
+    """The certificate is for this private key."""
+    return cert.public_key().public_numbers() == key.public_key().public_numbers()
+
+
 def expires(cert: x509.Certificate) -> dt.datetime:
     return cert.not_valid_after_utc

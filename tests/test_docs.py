@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from edge_agent.config import SETTINGS as AGENT
+from firmware_config.inventory import DEVICE, SECTIONS as INVENTORY_SECTIONS
 from hub.config import SETTINGS as HUB
 from kiosk.config import SETTINGS as KIOSK
 from protocol.envelope import EVENT_TYPES
@@ -21,6 +22,15 @@ DOCS = ROOT / "docs"
 @pytest.mark.parametrize("setting", KIOSK + AGENT + HUB, ids=lambda s: s.key)
 def test_every_setting_is_in_the_configuration_doc(setting):
     assert f"`{setting.key}`" in (DOCS / "configuration.md").read_text()
+
+
+@pytest.mark.parametrize("section,key", [(name, f.key) for name, fields in INVENTORY_SECTIONS.items() for f in fields]
+                         + [("devices", f.key) for f in DEVICE], ids=lambda v: v)
+def test_every_inventory_key_is_in_the_deploy_doc(section, key):
+    deploy = (DOCS / "deploy.md").read_text()
+    row = next(line for line in deploy.splitlines() if line.startswith(f"| `[{section}]") or
+               line.startswith(f"| `[[{section}]]`"))
+    assert f"`{key}`" in row
 
 
 @pytest.mark.parametrize("topic", all_topic_patterns())
@@ -37,7 +47,9 @@ def test_every_event_type_is_in_the_protocol_doc(event_type):
                                      ["edge_agent", "--help"], ["hub", "--help"], ["hub", "run", "--help"],
                                      ["hub", "command", "--help"], ["hub", "staff", "--help"],
                                      ["hub", "tablets", "--help"], ["hub", "import-stock", "--help"],
-                                     ["demo", "--help"]])
+                                     ["demo", "--help"], ["firmware_config", "--help"],
+                                     ["firmware_config", "render", "--help"],
+                                     ["firmware_config", "validate", "--help"]])
 def test_every_cli_has_help_with_an_example(command):
     result = subprocess.run([sys.executable, "-m", *command], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert result.returncode == 0 and "example" in result.stdout
