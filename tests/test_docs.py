@@ -47,7 +47,8 @@ def test_every_event_type_is_in_the_protocol_doc(event_type):
                                      ["edge_agent", "--help"], ["hub", "--help"], ["hub", "run", "--help"],
                                      ["hub", "command", "--help"], ["hub", "staff", "--help"],
                                      ["hub", "tablets", "--help"], ["hub", "import-stock", "--help"],
-                                     ["demo", "--help"], ["firmware_config", "--help"],
+                                     ["demo", "--help"], ["firmware_config", "--help"], ["kiosk.browser", "--help"],
+                                     ["hub", "device", "push-config", "--help"],
                                      ["firmware_config", "render", "--help"],
                                      ["firmware_config", "validate", "--help"]])
 def test_every_cli_has_help_with_an_example(command):
