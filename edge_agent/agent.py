@@ -98,6 +98,7 @@ class EdgeAgent:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._reported_broken = False
         self.counters: Counter = Counter()
         self.relay = RequestRelay(self._publish_request)
         self.catalog_sync = CatalogSync(catalog, self.relay.ask) if catalog is not None else None
@@ -134,6 +135,11 @@ class EdgeAgent:
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):
         was_connected = self.connected.is_set()
         self.connected.clear()
+        # What we knew of the hub came through this connection: a broker that restarted may have lost
+        # the hub's session and its retained status, and events sent before the hub is back would be
+        # acknowledged to nobody (resent only after receipt_timeout_s). Wait for its status again.
+        self.hub_online.clear()
+        self._hub_online_since = None
         if was_connected:
             self.backoff.disconnected()
             self.counters["disconnects"] += 1
@@ -232,9 +238,21 @@ class EdgeAgent:
             except Exception:  # a bad row or a database hiccup must not end delivery
                 log.exception("drain step failed; retrying")
                 self._stop.wait(1.0)
-            # Broker or hub away is a waiting agent (events stay on disk), not a hung one.
-            self.heartbeat()
+            # Broker or hub away is a waiting agent (events stay on disk), not a hung one; a dead
+            # network or worker thread is a broken one: stop feeding the watchdog so systemd restarts us.
+            if self.healthy():
+                self.heartbeat()
+            elif not self._reported_broken:
+                self._reported_broken = True
+                log.error("a delivery thread died; no longer telling systemd all is well, so it restarts the agent")
             self._wake.wait(self.poll_s)
+
+    def healthy(self) -> bool:
+        """The threads delivery depends on are alive: paho's network loop (it reconnects; if it died, the
+        agent would never reconnect again) and the agent's worker (commands, receipts, requests)."""
+        network = getattr(self.client, "_thread", None)  # paho 2.x (pinned <3) keeps loop_start's thread here
+        workers = [t for t in self._threads if t is not threading.current_thread()]
+        return network is not None and network.is_alive() and all(t.is_alive() for t in workers)
 
     def drain_once(self) -> None:
         self._settle()

@@ -224,6 +224,35 @@ def test_the_agents_drain_loop_ticks_while_the_broker_is_away(tmp_path):
         agent.stop()
 
 
+def test_the_agent_stops_feeding_the_watchdog_when_its_network_thread_dies(tmp_path):
+    """paho's loop thread is what reconnects: if it is gone the agent would wait forever, ticking. It must
+    stop ticking instead, so systemd restarts it."""
+    import time
+
+    from conftest import wait_for
+
+    from demo.broker import free_port
+    from edge_agent.agent import EdgeAgent
+    from edge_agent.outbox import Outbox, open_device_db
+    from protocol.backoff import Backoff
+    from protocol.mqtt import BrokerLogin
+
+    ticks = []
+    outbox = Outbox(open_device_db(tmp_path / "outbox.db"), store="s001", device="s001-k01")
+    agent = EdgeAgent(store="s001", device="s001-k01", outbox=outbox, version="t", poll_s=0.05,
+                      login=BrokerLogin(host="127.0.0.1", port=free_port(), username="s001-k01", password="x"),
+                      backoff=Backoff(min_s=0.2, max_s=1.0), heartbeat=lambda: ticks.append(1)).start()
+    try:
+        wait_for(lambda: len(ticks) >= 5, timeout=10, what="ticks while healthy")
+        agent.client.loop_stop()          # the network thread is gone
+        time.sleep(0.3)
+        before = len(ticks)
+        time.sleep(1.0)
+        assert len(ticks) == before and not agent.healthy()
+    finally:
+        agent.stop()
+
+
 def test_the_hubs_ingest_writer_ticks_while_idle(tmp_path):
     from conftest import wait_for
 
