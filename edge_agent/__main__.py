@@ -57,7 +57,10 @@ def run(config, password: str, policy, *, config_path: str | None) -> int:
                         username=config["mqtt.username"] or config["device"], password=password,
                         keepalive=config["mqtt.keepalive_s"], session_expiry_s=config["mqtt.session_expiry_s"],
                         tls_ca=config["mqtt.tls_ca"], tls_cert=config["mqtt.tls_cert"], tls_key=config["mqtt.tls_key"])
-    outbox = Outbox(open_device_db(config["outbox.path"]), store=config["store"], device=config["device"])
+    from edge_agent.hub_clock import HubClock
+    device_db = open_device_db(config["outbox.path"])
+    hub_clock = HubClock(device_db)   # the agent measures it; the kiosk reads it from the same file
+    outbox = Outbox(device_db, store=config["store"], device=config["device"], clock=hub_clock.now)
     outbox.set_policy(policy)
     token = read_or_create_secret(config["local_api.token_file"], "local API token")
     stopping = threading.Event()
@@ -70,7 +73,7 @@ def run(config, password: str, policy, *, config_path: str | None) -> int:
         poll_s=config["drain.poll_s"], catalog=CatalogCache(open_device_db(config["catalog.path"])),
         kiosk=KioskLink(config["kiosk.url"], token), telemetry_interval_s=config["telemetry.interval_s"],
         backoff=Backoff(min_s=config["mqtt.reconnect_min_s"], max_s=config["mqtt.reconnect_max_s"]),
-        config_path=config_path, on_restart=stopping.set, heartbeat=watchdog.tick)
+        config_path=config_path, on_restart=stopping.set, heartbeat=watchdog.tick, hub_clock=hub_clock)
     try:
         api = LocalApi(port=config["api.port"], token=token, ask=agent.relay.ask, health=lambda: _health(agent),
                        metrics=lambda: _metrics(agent))

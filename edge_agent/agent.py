@@ -32,6 +32,8 @@ from paho.mqtt.properties import Properties
 from edge_agent import storage, telemetry
 from edge_agent.catalog import CatalogCache
 from edge_agent.catalog_sync import CatalogSync, CatalogSyncFailed
+from edge_agent.hub_clock import HubClock
+from edge_agent.hub_clock import measure as measure_clock
 from edge_agent.commands import CommandDesk, CommandFailed
 from edge_agent.delivery import Ledger
 from edge_agent.kiosk_link import KioskLink
@@ -50,6 +52,7 @@ REFUSED_BACKOFF_S = 5.0
 EXPIRY_EVERY_S = 60.0
 RESPONSE_EXPIRY_S = 10
 CATALOG_RETRY_S = (5.0, 300.0)
+CLOCK_EVERY_S, CLOCK_RETRY_S = 600.0, 30.0   # measure the hub's clock this often; sooner after a failure
 
 
 class EdgeAgent:
@@ -59,7 +62,8 @@ class EdgeAgent:
                  kiosk: KioskLink | None = None, telemetry_interval_s: float = 30.0,
                  backoff: Backoff | None = None, config_path: str | None = None,
                  on_restart: Callable[[], None] = lambda: None, heartbeat: Callable[[], None] = lambda: None,
-                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
+                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+                 hub_clock: HubClock | None = None):
         """`heartbeat` is called on every turn of the drain loop, broker or not (protocol.sdnotify.Watchdog.tick):
         a drain that stops turning is a hung agent, and systemd restarts it."""
         self.topics = Topics(store, topic_prefix)
@@ -73,6 +77,7 @@ class EdgeAgent:
         self.telemetry_interval_s = telemetry_interval_s
         self.heartbeat = heartbeat
         self._clock = clock
+        self.hub_clock = hub_clock
         self._started = time.monotonic()
         self.session = outbox.next_counter("agent_session")
         self.ledger = Ledger(window=window, unconfirmed_max=unconfirmed_max, receipt_timeout_s=receipt_timeout_s)
@@ -172,6 +177,7 @@ class EdgeAgent:
             self._hub_online_since = time.monotonic()
             self.hub_online.set()
             self._jobs.put(("catalog", b""))
+            self._jobs.put(("clock", b""))
         elif not online and self.hub_online.is_set():
             log.warning("the hub is away; events wait in the outbox",
                         extra={"state": status["state"] if status else "unreadable"})
@@ -365,8 +371,9 @@ class EdgeAgent:
         next_telemetry = time.monotonic() + min(5.0, self.telemetry_interval_s)
         catalog_retry_at: float | None = None
         catalog_delay = CATALOG_RETRY_S[0]
+        next_clock = time.monotonic() + CLOCK_EVERY_S
         while not self._stop.is_set():
-            timeout = max(0.05, min(next_telemetry, catalog_retry_at or next_telemetry) - time.monotonic())
+            timeout = max(0.05, min(next_telemetry, next_clock, catalog_retry_at or next_telemetry) - time.monotonic())
             try:
                 kind, payload = self._jobs.get(timeout=timeout)
             except queue.Empty:
@@ -387,11 +394,27 @@ class EdgeAgent:
                                                                               "retry_in_s": catalog_delay})
                         catalog_retry_at = now + catalog_delay
                         catalog_delay = min(catalog_delay * 2, CATALOG_RETRY_S[1])
+                if self.hub_clock is not None and (kind == "clock" or now >= next_clock):
+                    next_clock = now + (CLOCK_EVERY_S if self.sync_clock() else CLOCK_RETRY_S)
                 if time.monotonic() >= next_telemetry:
                     next_telemetry = time.monotonic() + self.telemetry_interval_s
                     self.report_health()
             except Exception:
                 log.exception("agent work failed; continuing", extra={"job": kind})
+
+    def sync_clock(self) -> bool:
+        """Measure this device's clock against the hub's and record it for the kiosk (edge_agent/hub_clock.py)."""
+        if not (self.connected.is_set() and self.hub_online.is_set()):
+            return False
+        measured = measure_clock(self.relay.ask, self._clock)
+        if measured is None:
+            return False
+        offset_s, rtt_s = measured
+        self.hub_clock.record(offset_s, rtt_s)
+        if abs(offset_s) >= 30:
+            log.warning("this device's clock is off from the hub's; tokens and event times use the hub's",
+                        extra={"offset_s": round(offset_s, 1), "rtt_s": round(rtt_s, 3)})
+        return True
 
     def _catalog_due(self) -> bool:
         return (self.catalog_sync is not None and self.connected.is_set() and self.hub_online.is_set()

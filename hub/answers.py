@@ -29,6 +29,7 @@ from hub.catalog import HubCatalog
 from hub.online_updates import CartPusher, OnlineUpdates
 from hub.profiles import ProfileSource
 from protocol import requests as wire
+from protocol.envelope import format_ts
 from protocol.topics import Topics
 
 log = logging.getLogger("hub.answers")
@@ -80,6 +81,7 @@ class Answers:
             "product.detail": self.product_detail,
             "cart.add": self.cart_add,
             "catalog.changes": self.catalog_changes,
+            "clock.now": self.clock_now,
         }
         assert set(self.methods) == set(wire.METHODS), "every protocol method needs an answer"
 
@@ -137,6 +139,10 @@ class Answers:
             return self.catalog.changes(params["since"], params.get("cursor"), params.get("limit") or 200)
         except ValueError as exc:
             raise AnswerError("bad_request", str(exc)) from None
+
+
+    def clock_now(self, device: str, params: dict[str, Any]) -> dict[str, Any]:
+        return {"now": format_ts(self._clock())}
 
 
 class RequestDesk:

@@ -76,8 +76,12 @@ def run_kiosk(config, keys, *, token: str | None = None, config_path: str | None
     from kiosk.shopper import Shopper
     from kiosk.web import Screen, create_app
 
+    from edge_agent.hub_clock import HubClock
     from edge_agent.storage import check_outbox_location
-    outbox = Outbox(open_device_db(config["outbox.path"]), store=config["store"], device=config["device"])
+    device_db = open_device_db(config["outbox.path"])
+    # The hub's time as the agent measured it: tokens (120 s) and event times need it, not a Pi's clock
+    hub_clock = HubClock(device_db)
+    outbox = Outbox(device_db, store=config["store"], device=config["device"], clock=hub_clock.now)
     # The same refusal as the agent's: a shopper must never see a result a power cut can take back.
     problem = check_outbox_location(config["outbox.path"], max_bytes=outbox.policy.max_bytes)
     if problem:
@@ -87,7 +91,7 @@ def run_kiosk(config, keys, *, token: str | None = None, config_path: str | None
     shopper = Shopper(outbox=outbox, keys=keys, screen=screen.show, notice=screen.notice, catalog=catalog,
                       hub=HubRequests(config["agent.url"], timeout_s=config["agent.timeout_s"], token=token or ""),
                       store=config["store"], idle_timeout_s=config["session.idle_timeout_s"],
-                      issuer=config["tokens.issuer"], leeway_s=config["tokens.leeway_s"])
+                      issuer=config["tokens.issuer"], leeway_s=config["tokens.leeway_s"], wall_clock=hub_clock.now)
     try:
         source = open_source(config["camera.source"], width=config["camera.width"], height=config["camera.height"],
                              fps=config["camera.fps"], fourcc=config["camera.fourcc"],

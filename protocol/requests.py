@@ -42,6 +42,9 @@ METHODS: dict[str, dict[str, tuple[str, bool]]] = {
                  "event_id": ("event_id", False)},
     # One page of catalog changes after version `since` (see protocol.catalog).
     "catalog.changes": {"since": ("int", True), "cursor": ("cursor", False), "limit": ("int", False)},
+    # The hub's clock: a Raspberry Pi has no clock of its own and a store may block NTP, but
+    # 120-second member tokens and event times need the store's time (edge_agent/hub_clock.py).
+    "clock.now": {},
 }
 
 # Why a request got no result; each is a metric label.

@@ -220,3 +220,20 @@ def broker_as_hub(store):
     yield publish
     client.disconnect()
     client.loop_stop()
+
+
+def test_the_agent_measures_the_hubs_clock_for_the_kiosk(store):
+    from datetime import datetime, timezone
+
+    from protocol.envelope import parse_ts
+    answer = ask(store, "clock.now", {})
+    assert answer.status_code == 200, answer.text
+    hub_now = parse_ts(answer.json()["result"]["now"])
+    assert abs((hub_now - datetime.now(timezone.utc)).total_seconds()) < 5
+    # on the hub coming online the agent measured the offset into the file the kiosk reads
+    outbox = store.kiosk_dir(KIOSK) / "outbox.db"
+    wait_for(lambda: sqlite3.connect(outbox).execute("SELECT count(*) FROM sqlite_master WHERE name = 'hub_clock'")
+             .fetchone()[0] and sqlite3.connect(outbox).execute("SELECT count(*) FROM hub_clock").fetchone()[0],
+             timeout=30, what="the agent's clock measurement in outbox.db")
+    offset_ms, rtt_ms = sqlite3.connect(outbox).execute("SELECT offset_ms, rtt_ms FROM hub_clock").fetchone()
+    assert abs(offset_ms) < 1000 and 0 <= rtt_ms < 5000   # same machine: the same clock
