@@ -67,7 +67,7 @@ def _prefix(value: str) -> str | None:
 def _timezone(value: str) -> str | None:
     try:
         ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: "America" is a folder, a name too long
         return "is not a time zone; use an IANA name such as Europe/Amsterdam or America/New_York"
     return None
 
@@ -348,6 +348,8 @@ def parse_inventory(text: str, path: Path) -> Inventory:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise InventoryError([f"{path}: {_toml_error(exc)}"]) from None
+    except (ValueError, RecursionError) as exc:  # tomllib: an integer past 4300 digits, nesting past the stack
+        raise InventoryError([f"{path}: not valid TOML: {str(exc)[:80] or type(exc).__name__}"]) from None
     reader = _Reader(path, _key_lines(text))
     inventory = reader.inventory(document)
     if reader.problems:
@@ -515,11 +517,18 @@ class _Reader:
         for i, server in enumerate(network.get("dns", [])):
             if _ip(server):
                 self.problem(("network", "dns"), f"entry {i} {server!r} must be an IP address")
-        if "jwks_file" in online and not (base / online["jwks_file"]).is_file():
+        if "jwks_file" in online and not _is_file(base / online["jwks_file"]):
             self.problem(("online", "jwks_file"), f"{online['jwks_file']!r} not found next to the inventory "
                          f"({(base / online['jwks_file']).resolve()}); ask the online store for its JWKS")
-        if bridge and "ca_file" in bridge and not (base / bridge["ca_file"]).is_file():
+        if bridge and "ca_file" in bridge and not _is_file(base / bridge["ca_file"]):
             self.problem(("bridge", "ca_file"), f"{bridge['ca_file']!r} not found next to the inventory")
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:  # a name too long for the file system (Path.is_file only hides "not found")
+        return False
 
 
 def _kind_name(kind: type) -> str:

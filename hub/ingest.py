@@ -227,7 +227,7 @@ class Ingest:
                 device, leaf = where
                 if leaf == "status":
                     status = parse_status(message.payload)
-                    if status is None:
+                    if status is None or not _storable(status.get("version", ""), status.get("ts", "")):
                         self._reject(db, message, device, "bad_status", "not a status payload", received)
                     elif db.update_device_status(device, self.store_id, status, received):
                         self.counters.status_updates += 1
@@ -302,4 +302,15 @@ def _telemetry(payload: bytes, device: str) -> dict | None:
         return None
     if not isinstance(report, dict) or report.get("device") != device or not isinstance(report.get("ts"), str):
         return None
-    return report
+    return report if _storable(report["ts"]) else None
+
+
+def _storable(*values: object) -> bool:
+    """SQLite keeps text as UTF-8, and JSON lets a lone surrogate through ("\\ud800", or bytes json.loads
+    decodes with surrogatepass): such text cannot be stored, and would fail the batch's commit forever."""
+    try:
+        for value in values:
+            str(value).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

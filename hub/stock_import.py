@@ -213,7 +213,11 @@ def read_counts(stream: BinaryIO, *, store: str) -> Iterator[tuple[StockCount | 
         raise UnusableFile(f"the file is empty; the first line must name the columns: {','.join(COLUMNS[:3])}"
                            f"[,{COLUMNS[3]}]")
     delimiter = _delimiter(header_line)
-    columns = read_header(next(csv.reader([header_line], delimiter=delimiter)))
+    try:
+        cells = next(csv.reader([header_line], delimiter=delimiter))
+    except csv.Error as exc:  # e.g. a lone carriage return inside the header line
+        raise UnusableFile(f"the header (line {header_number}) is unreadable CSV ({exc})") from None
+    columns = read_header(cells)
     reader = csv.reader(source, delimiter=delimiter)
     while True:
         first_line = header_number + reader.line_num + 1

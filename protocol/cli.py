@@ -28,6 +28,8 @@ def load_or_exit(load: Callable[[str | None], Config], path: str | None) -> Conf
         sys.exit(f"invalid configuration:\n{exc}")
     except ValueError as exc:  # tomllib.TOMLDecodeError is a ValueError
         sys.exit(f"{path}: not valid TOML: {exc}")
+    except RecursionError:
+        sys.exit(f"{path}: not a usable config: tables or arrays nested too deep")
 
 
 def read_secret(path: str, what: str) -> str:

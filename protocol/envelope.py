@@ -43,8 +43,10 @@ REJECTION_REASONS = (
 )
 
 # Store and device ids are MQTT topic levels and host names: keep them to this.
-ID_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
-_TS_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?Z$")
+# \Z, not $: "$" also matches before a trailing newline, and "s001\n" is not a store id.
+ID_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\Z")
+# [0-9], not \d: \d also matches "２" and "٣", which no reader of `ts` parses.
+_TS_PATTERN = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?Z\Z")
 _FIELDS: dict[str, type] = {
     "v": int, "id": str, "seq": int, "ts": str, "store": str, "device": str, "type": str, "data": dict,
 }
@@ -154,9 +156,9 @@ def validate_fields(obj: dict[str, Any]) -> Rejection | None:
         return Rejection("bad_field", f"unknown field {unknown[0]!r}")
     if not _is_uuid(obj["id"]):
         return Rejection("bad_field", "id must be a UUID")
-    if obj["seq"] < 1:
-        return Rejection("bad_field", "seq must be >= 1")
-    if not _TS_PATTERN.match(obj["ts"]):
+    if not 1 <= obj["seq"] < 2**63:  # the hub keeps it in an SQLite INTEGER
+        return Rejection("bad_field", "seq must be >= 1 and < 2**63")
+    if not _TS_PATTERN.match(obj["ts"]) or not _is_ts(obj["ts"]):
         return Rejection("bad_field", "ts must be UTC ISO 8601 ending in Z")
     for name in ("store", "device"):
         if not ID_PATTERN.match(obj[name]):
@@ -166,6 +168,10 @@ def validate_fields(obj: dict[str, Any]) -> Rejection | None:
     for name, kind in EVENT_TYPES[obj["type"]].items():
         if not _is(obj["data"].get(name), kind):
             return Rejection("bad_data", f"{obj['type']} needs data.{name} ({kind.__name__})")
+    try:
+        json.dumps(obj["data"], ensure_ascii=False, allow_nan=False).encode("utf-8")
+    except ValueError:  # Python reads NaN, Infinity and "\ud800"; SQLite's JSON and UTF-8 refuse them later
+        return Rejection("bad_data", "data holds NaN, Infinity or a lone surrogate escape (\\ud800-\\udfff)")
     return None
 
 
@@ -174,6 +180,15 @@ def _is(value: Any, kind: type) -> bool:
     if kind is int:
         return isinstance(value, int) and not isinstance(value, bool)
     return isinstance(value, kind)
+
+
+def _is_ts(text: str) -> bool:
+    """A real moment: the pattern alone lets month 13 through, and the hub parses `ts` later (arrivals)."""
+    try:
+        parse_ts(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _is_uuid(text: str) -> bool:

@@ -22,8 +22,10 @@ def parse_status(payload: bytes) -> dict | None:
     """The status a device announced, or None when it is not one."""
     try:
         obj = json.loads(payload)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return None
     if not isinstance(obj, dict) or obj.get("state") not in STATES or not isinstance(obj.get("session"), int):
+        return None
+    if not -(2**63) <= obj["session"] < 2**63:  # the hub keeps it in an SQLite INTEGER
         return None
     return obj

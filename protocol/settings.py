@@ -6,6 +6,7 @@ Each process declares its settings (key, default, help); the same list drives pa
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
@@ -117,6 +118,9 @@ def _coerce(raw: Any, setting: Setting, origin: str, errors: list[str]) -> Any:
         raw, ok = float(raw), True
     if not ok:
         errors.append(f"{origin}: {setting.key} must be {kind.__name__}, got {type(raw).__name__} {raw!r}")
+        return None
+    if kind is float and not math.isfinite(raw):   # nan passes every comparison with a minimum
+        errors.append(f"{origin}: {setting.key} = {raw!r} must be a finite number")
         return None
     if setting.choices and raw not in setting.choices:
         allowed = ", ".join(map(str, setting.choices))

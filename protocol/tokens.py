@@ -159,6 +159,9 @@ def _check_claims(claims: dict[str, Any], kid: str, *, now: datetime, issuer: st
     for name in ("iat", "exp") + (("nbf",) if "nbf" in claims else ()):
         if not isinstance(claims[name], (int, float)) or isinstance(claims[name], bool):
             return TokenRejection("bad_claim", f"{name} must be a number")
+        # Also refuses NaN and infinities (JSON "NaN" parses) and integers no float can hold.
+        if not -(2**53) <= claims[name] <= 2**53:
+            return TokenRejection("bad_claim", f"{name} is out of range")
     for name in ("iss", "sub", "jti", "typ"):
         if not isinstance(claims[name], str) or not claims[name]:
             return TokenRejection("bad_claim", f"{name} must be a non-empty string")

@@ -66,3 +66,24 @@ def test_hub_demo_mode_on_loopback_is_accepted(tmp_path):
     path = tmp_path / "hub.toml"
     path.write_text('demo = true\n' + HUB_REQUIRED)
     assert load_hub_config(path, environ={})["demo"] is True
+
+
+def test_a_float_setting_refuses_nan_and_infinity():
+    from edge_agent.config import parse_document
+    for raw in (float("nan"), float("inf")):
+        with pytest.raises(ConfigError, match="must be a finite number"):
+            parse_document({"store": "s001", "device": "s001-k01", "mqtt": {"password_file": "p",
+                                                                            "reconnect_min_s": raw}}, {}, "agent.toml")
+    with pytest.raises(ConfigError, match="must be a finite number"):
+        parse_document({"store": "s001", "device": "s001-k01", "mqtt": {"password_file": "p"}},
+                       {"OMNIKIOSK_DRAIN_POLL_S": "nan"}, "agent.toml")
+
+
+def test_a_config_nested_too_deep_is_a_clear_exit(tmp_path):
+    import subprocess
+    import sys
+    path = tmp_path / "agent.toml"
+    path.write_text("a = " + "[" * 5000 + "]" * 5000 + "\n")
+    run = subprocess.run([sys.executable, "-m", "edge_agent", "--config", str(path), "--check-config"],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode != 0 and "nested too deep" in run.stderr and "Traceback" not in run.stderr
