@@ -503,8 +503,9 @@ class WebhookSender:
     """Delivers the store's events to the hub, signed (hub.webhooks.sign), from a thread of its own.
 
     Each event is retried while the hub does not answer 2xx, after 1, 2, 4 … × `retry_s`
-    (at most WEBHOOK_MAX_RETRY_S), `attempts` times at most; each attempt is signed anew, so a
-    hub that was down receives it late but fresh. Without a URL, or switched off, events are
+    (at most WEBHOOK_MAX_RETRY_S), `attempts` times at most while the hub answers with an error,
+    for as long as it cannot be reached at all; each attempt is signed anew, so a hub that was
+    down receives it late but fresh. Without a URL, or switched off, events are
     only recorded (`not_sent`): the hub must then find the change by reconciliation."""
 
     def __init__(self, url: str | None, secret: str | None, *, attempts: int = WEBHOOK_ATTEMPTS,
@@ -573,7 +574,9 @@ class WebhookSender:
                 delivery["last_error"] = error
                 if error is None:
                     delivery["status"] = "delivered"
-                elif delivery["attempts"] >= self.attempts:
+                elif delivery["attempts"] >= self.attempts and error.startswith("HTTP "):
+                    # Given up only on a hub that answers and refuses: one that cannot be reached (down, or
+                    # the store's link cut for a morning) gets it when it is back, however long that takes.
                     delivery["status"] = "failed"
                     log.warning("webhook given up", extra={"event": delivery["event"]["id"], "error": error})
                 else:

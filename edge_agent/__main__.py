@@ -58,9 +58,11 @@ def run(config, password: str, policy, *, config_path: str | None) -> int:
                         keepalive=config["mqtt.keepalive_s"], session_expiry_s=config["mqtt.session_expiry_s"],
                         tls_ca=config["mqtt.tls_ca"], tls_cert=config["mqtt.tls_cert"], tls_key=config["mqtt.tls_key"])
     from edge_agent.hub_clock import HubClock
-    device_db = open_device_db(config["outbox.path"])
-    hub_clock = HubClock(device_db)   # the agent measures it; the kiosk reads it from the same file
-    outbox = Outbox(device_db, store=config["store"], device=config["device"], clock=hub_clock.now)
+    # The agent measures it; the kiosk reads it from the same file. A connection of its own: the
+    # outbox's is used under the outbox's lock by the drain thread, this one from the worker thread.
+    hub_clock = HubClock(open_device_db(config["outbox.path"]))
+    outbox = Outbox(open_device_db(config["outbox.path"]), store=config["store"], device=config["device"],
+                    clock=hub_clock.now)
     outbox.set_policy(policy)
     token = read_or_create_secret(config["local_api.token_file"], "local API token")
     stopping = threading.Event()

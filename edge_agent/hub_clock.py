@@ -39,7 +39,8 @@ def offset_from(before: datetime, hub_now: datetime, after: datetime) -> float:
 
 
 class HubClock:
-    """Reads and records the measured offset in the device database (table `hub_clock`, one row)."""
+    """Reads and records the measured offset in the device database (table `hub_clock`, one row).
+    Give it a connection of its own: another object's connection may be mid-transaction on another thread."""
 
     def __init__(self, db: sqlite_utils.Database, *, wall: Wall = _utc_now,
                  monotonic: Callable[[], float] = time.monotonic):

@@ -80,6 +80,11 @@ class OutboxFull(Exception):
     """The outbox is at its bound and holds only events too important to drop. Nothing was written."""
 
 
+class OutboxDiskFull(OutboxFull):
+    """The device's disk is full: SQLite could not write the event (SQLITE_FULL). Nothing was written; the
+    refusal is counted ("refused") like any other, so the kiosk tells the shopper, never loses silently."""
+
+
 @dataclass(frozen=True)
 class PendingRow:
     pos: int
@@ -129,6 +134,12 @@ class Outbox:
         self.device = device
         self._clock = clock
         self._lock = threading.Lock()
+        # Refusals for want of disk space that could not be written either (the disk was full):
+        # counted here and added to outbox_drops by the next write that succeeds.
+        self._unrecorded: dict[str, int] = {}
+        # Receipted seq ranges (stored, rejected) not yet deleted because the disk was full.
+        self._unsettled: tuple[list[tuple[int, int]], list[tuple[int, int]]] = ([], [])
+        self._unforgotten: list[int] = []  # telemetry rows the broker acknowledged, likewise
         self._migrate()
 
     # --- schema
@@ -188,29 +199,66 @@ class Outbox:
         """Add one event; when this returns it is on disk and will reach the hub.
         Raises OutboxFull (and counts it) when it cannot be kept."""
         now = self._clock()
-        with self._write() as conn:
-            seq = conn.execute("SELECT value FROM outbox_meta WHERE key = 'last_seq'").fetchone()[0] + 1
-            envelope = make_envelope(store=self.store, device=self.device, type=type, seq=seq, data=data, now=now)
-            body = envelope.to_json()
-            refusal = self._make_room(conn, type, len(body.encode()), now.timestamp())
-            if refusal is None:
-                self._insert(conn, seq=seq, row_id=envelope.id, leaf="events", row_type=type, body=body,
-                             now_s=now.timestamp())
-                conn.execute("UPDATE outbox_meta SET value = ? WHERE key = 'last_seq'", [seq])
+        try:
+            with self._write() as conn:
+                seq = conn.execute("SELECT value FROM outbox_meta WHERE key = 'last_seq'").fetchone()[0] + 1
+                envelope = make_envelope(store=self.store, device=self.device, type=type, seq=seq, data=data, now=now)
+                body = envelope.to_json()
+                refusal = self._make_room(conn, type, len(body.encode()), now.timestamp())
+                if refusal is None:
+                    self._insert(conn, seq=seq, row_id=envelope.id, leaf="events", row_type=type, body=body,
+                                 now_s=now.timestamp())
+                    conn.execute("UPDATE outbox_meta SET value = ? WHERE key = 'last_seq'", [seq])
+                recorded = dict(self._unrecorded)
+                for row_type, count in recorded.items():
+                    _count_drop(conn, "refused", row_type, count)
+        except sqlite3.OperationalError as exc:
+            if not self._failed_for_space(exc):
+                raise
+            self._refused_for_space(type)
+            raise OutboxDiskFull(f"the device's disk is full: {type} not recorded (nothing was written); "
+                                 "free space on the device") from exc
+        for row_type, count in recorded.items():
+            self._unrecorded[row_type] -= count
         if refusal is not None:
             raise OutboxFull(refusal)
         return envelope
+
+    def _refused_for_space(self, row_type: str) -> None:
+        """Count a refusal for want of disk space: in the file if that one small write fits, else in
+        memory until a write succeeds."""
+        self._unrecorded[row_type] = self._unrecorded.get(row_type, 0) + 1
+        try:
+            with self._write() as conn:
+                _count_drop(conn, "refused", row_type, 1)
+        except sqlite3.OperationalError as exc:
+            if not self._failed_for_space(exc):
+                raise
+            return
+        self._unrecorded[row_type] -= 1
+
+    def _failed_for_space(self, exc: sqlite3.OperationalError) -> bool:
+        """After a failed write: end the transaction a failed COMMIT may leave open; True if the disk was full."""
+        with self._lock:
+            if self.db.conn.in_transaction:
+                self.db.conn.execute("ROLLBACK")
+        return _disk_full(exc)
 
     def append_telemetry(self, payload: dict[str, Any]) -> bool:
         """Keep a telemetry snapshot for later (the broker is unreachable). False when there is no
         room for it: telemetry never pushes out an event."""
         now = self._clock()
         body = json.dumps(payload, separators=(",", ":"), default=str)
-        with self._write() as conn:
-            refusal = self._make_room(conn, TELEMETRY, len(body.encode()), now.timestamp())
-            if refusal is None:
-                self._insert(conn, seq=None, row_id=uuid7(now), leaf=TELEMETRY, row_type=TELEMETRY, body=body,
-                             now_s=now.timestamp())
+        try:
+            with self._write() as conn:
+                refusal = self._make_room(conn, TELEMETRY, len(body.encode()), now.timestamp())
+                if refusal is None:
+                    self._insert(conn, seq=None, row_id=uuid7(now), leaf=TELEMETRY, row_type=TELEMETRY, body=body,
+                                 now_s=now.timestamp())
+        except sqlite3.OperationalError as exc:
+            if not self._failed_for_space(exc):
+                raise
+            return False  # no room on the disk: the snapshot is not kept (telemetry is never worth an event)
         return refusal is None
 
     def _insert(self, conn: sqlite3.Connection, *, seq: int | None, row_id: str, leaf: str, row_type: str,
@@ -262,6 +310,11 @@ class Outbox:
     # --- draining (the agent)
     def peek(self, after_pos: int = 0, limit: int = 100) -> list[PendingRow]:
         """The oldest rows with pos > after_pos, in order."""
+        if self._unsettled != ([], []) or self._unforgotten:
+            try:  # receipted rows a failed write left behind: the drain loop passes here on every turn
+                self.settle([])
+            except Exception:  # noqa: BLE001, S110 - still failing: kept for the next turn, never lost
+                pass
         with self._lock:
             rows = self.db.execute(
                 "SELECT pos, seq, id, leaf, type, body FROM outbox WHERE pos > ? ORDER BY pos LIMIT ?",
@@ -282,17 +335,44 @@ class Outbox:
 
     def forget_positions(self, positions: Iterable[int]) -> int:
         """Telemetry rows the broker acknowledged."""
-        positions = list(positions)
+        positions = self._unforgotten + list(positions)
         if not positions:
             return 0
-        with self._write(durable=False) as conn:
-            return conn.executemany("DELETE FROM outbox WHERE pos = ? AND leaf = ?",
-                                    [(pos, TELEMETRY) for pos in positions]).rowcount
+        try:
+            with self._write(durable=False) as conn:
+                forgotten = conn.executemany("DELETE FROM outbox WHERE pos = ? AND leaf = ?",
+                                             [(pos, TELEMETRY) for pos in positions]).rowcount
+        except Exception as exc:
+            self._unforgotten = positions  # forgotten by the next call that can write
+            if not (isinstance(exc, sqlite3.OperationalError) and self._failed_for_space(exc)):
+                raise
+            return 0
+        self._unforgotten = []
+        return forgotten
 
     def settle(self, stored: Iterable[tuple[int, int]], rejected: Iterable[tuple[int, int]] = ()) -> tuple[int, int]:
         """Forget events a hub receipt covers: (stored, rejected by the hub). Rejected ones are counted
-        as drops: the hub refused them for good (a bug to look at, not a reason to resend forever)."""
-        stored, rejected = list(stored), list(rejected)
+        as drops: the hub refused them for good (a bug to look at, not a reason to resend forever).
+
+        On a full disk even a delete cannot be written (WAL): the ranges are kept in memory and
+        forgotten by the next settle that can write, so no receipt is lost (the rows were delivered;
+        only an agent restart before then would send them again, and the hub counts a duplicate).
+        Any other failed write keeps them too, then raises."""
+        stored = self._unsettled[0] + list(stored)
+        rejected = self._unsettled[1] + list(rejected)
+        if self._unforgotten:
+            self.forget_positions([])
+        try:
+            result = self._settle(stored, rejected)
+        except Exception as exc:
+            self._unsettled = (stored, rejected)  # whatever failed the write, no receipt is forgotten
+            if not (isinstance(exc, sqlite3.OperationalError) and self._failed_for_space(exc)):
+                raise
+            return 0, 0
+        self._unsettled = ([], [])
+        return result
+
+    def _settle(self, stored: list[tuple[int, int]], rejected: list[tuple[int, int]]) -> tuple[int, int]:
         deleted = refused = 0
         with self._write(durable=False) as conn:
             for first, last in rejected:
@@ -344,6 +424,10 @@ class Outbox:
         result: dict[str, dict[str, int]] = {}
         for reason, row_type, count in rows:
             result.setdefault(reason, {})[row_type] = count
+        for row_type, count in self._unrecorded.items():
+            if count:
+                refused = result.setdefault("refused", {})
+                refused[row_type] = refused.get(row_type, 0) + count
         return result
 
     def stats(self) -> dict[str, Any]:
@@ -355,6 +439,7 @@ class Outbox:
             policy = self._policy(conn)
             depth, size, last_seq = _meta(conn, "rows"), _meta(conn, "bytes"), _meta(conn, "last_seq")
             drops = dict(conn.execute("SELECT reason, sum(count) FROM outbox_drops GROUP BY reason").fetchall())
+        drops["refused"] = drops.get("refused", 0) + sum(self._unrecorded.values())
         return {
             "depth": depth, "bytes": size, "last_seq": last_seq,
             "oldest_age_s": round(now_s - oldest[0], 1) if oldest else 0.0,
@@ -371,6 +456,17 @@ def _meta(conn: sqlite3.Connection, key: str) -> int:
 def _count_drop(conn: sqlite3.Connection, reason: str, row_type: str, count: int) -> None:
     conn.execute("INSERT INTO outbox_drops VALUES (?, ?, ?) ON CONFLICT(reason, type) DO UPDATE "
                  "SET count = count + excluded.count", [reason, row_type, count])
+
+
+def _disk_full(exc: BaseException | None) -> bool:
+    """SQLITE_FULL ("database or disk is full") anywhere in the chain: a failed ROLLBACK after it
+    ("cannot rollback - no transaction is active") hides it as its context."""
+    while exc is not None:
+        if isinstance(exc, sqlite3.Error) and (getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+                                               or "disk is full" in str(exc)):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def _tally(items: Iterable[str]) -> dict[str, int]:

@@ -78,10 +78,11 @@ def run_kiosk(config, keys, *, token: str | None = None, config_path: str | None
 
     from edge_agent.hub_clock import HubClock
     from edge_agent.storage import check_outbox_location
-    device_db = open_device_db(config["outbox.path"])
-    # The hub's time as the agent measured it: tokens (120 s) and event times need it, not a Pi's clock
-    hub_clock = HubClock(device_db)
-    outbox = Outbox(device_db, store=config["store"], device=config["device"], clock=hub_clock.now)
+    # The hub's time as the agent measured it: tokens (120 s) and event times need it, not a Pi's clock.
+    # A connection of its own (the outbox's is used under the outbox's lock).
+    hub_clock = HubClock(open_device_db(config["outbox.path"]))
+    outbox = Outbox(open_device_db(config["outbox.path"]), store=config["store"], device=config["device"],
+                    clock=hub_clock.now)
     # The same refusal as the agent's: a shopper must never see a result a power cut can take back.
     problem = check_outbox_location(config["outbox.path"], max_bytes=outbox.policy.max_bytes)
     if problem:
