@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT    := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
 
-.PHONY: help demo test deps system-deps browser ops-tools bench chaos clean
+.PHONY: help demo test deps system-deps browser ops-tools bench chaos fuzz clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -31,8 +31,11 @@ bench: deps  ## run the benchmarks (prints tables and a JSON line each)
 	@if [ -d "$(PHOTOS)" ]; then $(PY) bench/readrate.py $(PHOTOS); \
 	 else echo "bench/readrate.py skipped: no photos at $(PHOTOS) (set PHOTOS=DIR)"; fi
 
-chaos: deps  ## kill broker, agents and hub under load; count what survives (bench/chaos.py)
-	$(PY) bench/chaos.py $(CHAOS_ARGS)
+chaos: deps  ## break the whole store on purpose, every scenario; count what survives (bench/chaos.py --all)
+	$(PY) bench/chaos.py --all $(CHAOS_ARGS)
+
+fuzz: deps  ## 100,000 generated inputs for each parser that meets the outside world (bench/fuzz.py)
+	$(PY) bench/fuzz.py $(FUZZ_ARGS)
 
 deps: system-deps $(STAMP)  ## install system packages and the venv when missing
 
