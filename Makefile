@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT    := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
 
-.PHONY: help demo test deps system-deps browser ops-tools bench chaos fuzz clean
+.PHONY: help demo test deps system-deps browser ops-tools chaos-tools bench chaos fuzz clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -17,7 +17,7 @@ help:  ## list the targets
 demo: deps  ## run a whole store: broker, online store, hub, two kiosks with edge agents
 	$(PY) -m demo run
 
-test: deps browser ops-tools  ## install what is missing, then run every test
+test: deps browser ops-tools chaos-tools  ## install what is missing, then run every test
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 PHOTOS ?= ../shared/data/qr-photos
@@ -31,7 +31,7 @@ bench: deps  ## run the benchmarks (prints tables and a JSON line each)
 	@if [ -d "$(PHOTOS)" ]; then $(PY) bench/readrate.py $(PHOTOS); \
 	 else echo "bench/readrate.py skipped: no photos at $(PHOTOS) (set PHOTOS=DIR)"; fi
 
-chaos: deps  ## break the whole store on purpose, every scenario; count what survives (bench/chaos.py --all)
+chaos: deps chaos-tools  ## break the whole store on purpose, every scenario; count what survives (bench/chaos.py --all)
 	$(PY) bench/chaos.py --all $(CHAOS_ARGS)
 
 fuzz: deps  ## 100,000 generated inputs for each parser that meets the outside world (bench/fuzz.py)
@@ -59,6 +59,15 @@ ops-tools:  ## what `firmware_config validate` runs: systemd-analyze, cloud-init
 	command -v ansible-playbook >/dev/null 2>&1 || missing="$$missing ansible-core"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing provisioning tools:$$missing"; \
+	  $(APT) update -qq && $(APT) install -y -qq --no-install-recommends $$missing; \
+	fi
+
+chaos-tools:  ## what the chaos scenarios use: libfaketime (kiosk clocks), mkfs.ext4 (a nearly full disk)
+	@missing=""; \
+	ls /usr/lib/*/faketime/libfaketime.so.1 >/dev/null 2>&1 || missing="$$missing libfaketime"; \
+	command -v mkfs.ext4 >/dev/null 2>&1 || [ -x /sbin/mkfs.ext4 ] || missing="$$missing e2fsprogs"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing chaos tools:$$missing"; \
 	  $(APT) update -qq && $(APT) install -y -qq --no-install-recommends $$missing; \
 	fi
 

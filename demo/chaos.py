@@ -45,7 +45,9 @@ from protocol.settings import to_toml
 
 STORE = "s001"
 ROOT = Path(__file__).resolve().parents[1]
-FAKETIME_LIB = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
+# Debian's libfaketime, under the machine's multiarch folder (x86_64-linux-gnu, aarch64-linux-gnu, ...)
+FAKETIME_LIB = next(iter(sorted(Path("/usr/lib").glob("*/faketime/libfaketime.so.1"))),
+                    Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"))
 
 
 @dataclass

@@ -6,10 +6,11 @@ import getpass
 import os
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
+from conftest import wait_for
+from example_store import EXAMPLES
 
 from firmware_config import tls
 from firmware_config.broker import password_line
@@ -17,17 +18,6 @@ from firmware_config.broker_check import Client, find_mosquitto, free_port, star
 from firmware_config.inventory import load_inventory
 from firmware_config.render import plan, write
 from firmware_config.secrets import Secrets
-
-EXAMPLES = Path(__file__).resolve().parents[1] / "firmware_config" / "examples"
-
-
-def wait_for(predicate, timeout_s: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 @pytest.fixture
@@ -55,7 +45,7 @@ def start_central(folder: Path, port: int, store_passwd: str, store_acl: str) ->
         f"acl_file {folder / 'acl'}", f"listener {port} 127.0.0.1", f"certfile {folder / 'server.crt'}",
         f"keyfile {folder / 'server.key'}", f"log_dest file {folder / 'log'}", ""]))
     process = subprocess.Popen([find_mosquitto(), "-c", str(folder / "mosquitto.conf")])
-    assert wait_for(lambda: _listening(port)), "central broker did not start"
+    wait_for(lambda: _listening(port), timeout=10, what="the central broker listening")
     return process
 
 
@@ -90,8 +80,8 @@ def test_bridge_carries_events_out_and_commands_in(tmp_path, central):
         operator.client.tls_insecure_set(False)
         assert operator.connect()
         operator.subscribe("#")
-        assert wait_for(lambda: any(t == "omnikiosk/s001/bridge/state" and p == b"1" for t, p in operator.received)), \
-            "the bridge did not connect"
+        wait_for(lambda: any(t == "omnikiosk/s001/bridge/state" and p == b"1" for t, p in operator.received),
+                 timeout=10, what="the bridge connecting")
         kiosk = Client(store_broker.tls_port, "s001-k01", (out / "kiosks/s001-k01/mqtt.password").read_text().strip(),
                        ca=out / "kiosks/s001-k01/ca.crt")
         clients.append(kiosk)
@@ -100,11 +90,13 @@ def test_bridge_carries_events_out_and_commands_in(tmp_path, central):
         kiosk.publish("omnikiosk/s001/devices/s001-k01/events", b'{"seq": 1}')
         kiosk.publish("omnikiosk/s001/devices/s001-k01/status", b'{"state": "online"}', retain=True)
         kiosk.publish("omnikiosk/s001/devices/s001-k01/telemetry", b'{"fps": 10}')
-        assert wait_for(lambda: ("omnikiosk/s001/devices/s001-k01/events", b'{"seq": 1}') in operator.received)
-        assert wait_for(lambda: ("omnikiosk/s001/devices/s001-k01/status", b'{"state": "online"}')
-                        in operator.received)
+        wait_for(lambda: ("omnikiosk/s001/devices/s001-k01/events", b'{"seq": 1}') in operator.received,
+                 timeout=10, what="the event at the central broker")
+        wait_for(lambda: ("omnikiosk/s001/devices/s001-k01/status", b'{"state": "online"}') in operator.received,
+                 timeout=10, what="the status at the central broker")
         operator.publish("omnikiosk/s001/devices/s001-k01/commands", b'{"id": "c1"}')
-        assert wait_for(lambda: ("omnikiosk/s001/devices/s001-k01/commands", b'{"id": "c1"}') in kiosk.received)
+        wait_for(lambda: ("omnikiosk/s001/devices/s001-k01/commands", b'{"id": "c1"}') in kiosk.received,
+                 timeout=10, what="the command at the kiosk")
         # telemetry stays in the store; the bridge forwards what the chain needs, not everything
         assert not any(t.endswith("/telemetry") for t, _ in operator.received)
     finally:

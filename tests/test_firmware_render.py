@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from example_store import EXAMPLES, copy_example_store
 
 from firmware_config.inventory import InventoryError, load_inventory
 from firmware_config.render import RenderError, plan, write
@@ -15,18 +15,13 @@ from firmware_config.secrets import Secrets
 from firmware_config.validate import check_files, check_tls, validate
 
 ROOT = Path(__file__).resolve().parents[1]
-EXAMPLES = ROOT / "firmware_config" / "examples"
 EXAMPLE = EXAMPLES / "s001.toml"
 
 
 @pytest.fixture
 def store_dir(tmp_path: Path) -> Path:
     """A copy of the example inventory with its JWKS and central CA, as IT would keep it."""
-    folder = tmp_path / "stores"
-    folder.mkdir()
-    for name in ("s001.toml", "online-jwks.json", "central-ca.crt"):
-        shutil.copy(EXAMPLES / name, folder / name)
-    return folder
+    return copy_example_store(tmp_path / "stores").parent
 
 
 def render(inventory: Path, out: Path, secrets: Path | None = None, rotate: bool = False):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 import pytest
 import requests
 from conftest import wait_for
+from example_store import copy_example_store
 
 from edge_agent.outbox import Outbox, open_device_db
 from firmware_config import layout
@@ -29,7 +29,6 @@ from firmware_config.secrets import Secrets
 from hub.store import HubStore, open_hub_db
 
 ROOT = Path(__file__).resolve().parents[1]
-EXAMPLES = ROOT / "firmware_config" / "examples"
 PRODUCT = {"session": "s", "gtin": "04006381333931", "source": "ean13"}
 
 
@@ -58,12 +57,9 @@ def hub_url(log: Path) -> str | None:
 
 @pytest.fixture
 def rendered(tmp_path: Path) -> Path:
-    stores = tmp_path / "stores"
-    stores.mkdir()
-    for name in ("s001.toml", "online-jwks.json", "central-ca.crt"):
-        shutil.copy(EXAMPLES / name, stores / name)
+    inventory = copy_example_store(tmp_path / "stores")
     out = tmp_path / "out"
-    write(plan(load_inventory(stores / "s001.toml"), Secrets(stores / "secrets")), out)
+    write(plan(load_inventory(inventory), Secrets(inventory.parent / "secrets")), out)
     return out
 
 

@@ -203,20 +203,25 @@ def test_a_running_kiosk_says_ready_and_keeps_pinging_without_a_camera(tmp_path,
             process.wait(10)
 
 
-def test_the_agents_drain_loop_ticks_while_the_broker_is_away(tmp_path):
-    from conftest import wait_for
-
+def agent_without_broker(tmp_path, ticks: list):
+    """An edge agent whose broker is not there, counting its watchdog ticks."""
     from demo.broker import free_port
     from edge_agent.agent import EdgeAgent
     from edge_agent.outbox import Outbox, open_device_db
     from protocol.backoff import Backoff
     from protocol.mqtt import BrokerLogin
 
-    ticks = []
     outbox = Outbox(open_device_db(tmp_path / "outbox.db"), store="s001", device="s001-k01")
-    agent = EdgeAgent(store="s001", device="s001-k01", outbox=outbox, version="t", poll_s=0.05,
-                      login=BrokerLogin(host="127.0.0.1", port=free_port(), username="s001-k01", password="x"),
-                      backoff=Backoff(min_s=0.2, max_s=1.0), heartbeat=lambda: ticks.append(1)).start()
+    return EdgeAgent(store="s001", device="s001-k01", outbox=outbox, version="t", poll_s=0.05,
+                     login=BrokerLogin(host="127.0.0.1", port=free_port(), username="s001-k01", password="x"),
+                     backoff=Backoff(min_s=0.2, max_s=1.0), heartbeat=lambda: ticks.append(1)).start()
+
+
+def test_the_agents_drain_loop_ticks_while_the_broker_is_away(tmp_path):
+    from conftest import wait_for
+
+    ticks = []
+    agent = agent_without_broker(tmp_path, ticks)
     try:
         wait_for(lambda: len(ticks) >= 10, timeout=10, what="the drain loop's ticks with no broker")
         assert not agent.connected.is_set()
@@ -231,17 +236,8 @@ def test_the_agent_stops_feeding_the_watchdog_when_its_network_thread_dies(tmp_p
 
     from conftest import wait_for
 
-    from demo.broker import free_port
-    from edge_agent.agent import EdgeAgent
-    from edge_agent.outbox import Outbox, open_device_db
-    from protocol.backoff import Backoff
-    from protocol.mqtt import BrokerLogin
-
     ticks = []
-    outbox = Outbox(open_device_db(tmp_path / "outbox.db"), store="s001", device="s001-k01")
-    agent = EdgeAgent(store="s001", device="s001-k01", outbox=outbox, version="t", poll_s=0.05,
-                      login=BrokerLogin(host="127.0.0.1", port=free_port(), username="s001-k01", password="x"),
-                      backoff=Backoff(min_s=0.2, max_s=1.0), heartbeat=lambda: ticks.append(1)).start()
+    agent = agent_without_broker(tmp_path, ticks)
     try:
         wait_for(lambda: len(ticks) >= 5, timeout=10, what="ticks while healthy")
         agent.client.loop_stop()          # the network thread is gone
