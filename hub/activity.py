@@ -25,9 +25,10 @@ from typing import Iterable
 
 import sqlite_utils
 
+from hub.analytics_data import add_touch, forget_member_facts, record_store_activity
 from hub.online import OnlineStoreError
 from hub.online_updates import OnlineUpdates, backoff_s, insert_update
-from protocol.envelope import Envelope, format_ts
+from protocol.envelope import Envelope, format_ts, parse_ts
 
 log = logging.getLogger("hub.activity")
 
@@ -72,9 +73,11 @@ def is_erased(db: sqlite_utils.Database, member: str) -> bool:
     return db.execute("SELECT 1 FROM erased_members WHERE member_hash = ?", [member_hash(member)]).fetchone() is not None
 
 
-def track(db: sqlite_utils.Database, events: Iterable[Envelope], *, store: str, now: datetime) -> dict[str, int]:
+def track(db: sqlite_utils.Database, events: Iterable[Envelope], *, store: str, now: datetime,
+          gap_s: float = DEFAULT_VISIT_GAP_S) -> dict[str, int]:
     """Inside the ingest transaction: sessions and visits, anonymity for members who did not consent,
-    and the activity and cart lines queued for the online store. Returns what it did, for metrics."""
+    the facts store analytics reads (hub.analytics_data), and the activity and cart lines queued for
+    the online store. Returns what it did, for metrics."""
     done = {"anonymous": 0, "queued": 0, "visits_opened": 0}
     for event in events:
         member = event.data.get("member") if isinstance(event.data.get("member"), str) else None
@@ -86,16 +89,17 @@ def track(db: sqlite_utils.Database, events: Iterable[Envelope], *, store: str, 
             db.execute("INSERT OR IGNORE INTO sessions (id, device, started_at) VALUES (?, ?, ?)",
                        [event.data["session"], event.device, event.ts])
         elif event.type == "scan.member" and member is not None:
-            done["visits_opened"] += _check_in(db, event, member, store)
+            done["visits_opened"] += _check_in(db, event, member, store, gap_s, now)
         elif event.type == "session.ended":
             db.execute("UPDATE sessions SET ended_at = ? WHERE id = ?", [event.ts, event.data["session"]])
             db.execute("UPDATE visits SET last_seen_at = max(last_seen_at, ?) WHERE id = "
                        "(SELECT visit_id FROM sessions WHERE id = ?) AND closed = 0", [event.ts, event.data["session"]])
+        who = member if member is not None or event.type == "scan.member" else _session_member(db, event)
+        record_store_activity(db, event, who, store)
         if event.type in PUSHED_TYPES:
-            member = member or _session_member(db, event)
             payload = {"type": event.type, "store": store, "ts": event.ts, "device": event.device,
                        "data": {k: v for k, v in event.data.items() if k in ("gtin", "offer", "source")}}
-            done["queued"] += insert_update(db, event.id, KIND_ACTIVITY, member or "", payload, now)
+            done["queued"] += insert_update(db, event.id, KIND_ACTIVITY, who or "", payload, now)
         elif event.type == "cart.sent" and member is not None:
             done["queued"] += insert_update(db, event.id, "cart.add", member,
                                             {"gtin": event.data["gtin"], "quantity": 1, "device": event.device}, now)
@@ -108,14 +112,25 @@ def _anonymise_event(db: sqlite_utils.Database, event: Envelope) -> None:
                "SET count = count + 1", [event.ts[:10], event.type])
 
 
-def _check_in(db: sqlite_utils.Database, event: Envelope, member: str, store: str) -> int:
-    """Link the session to the member and open a visit, or join the visit still open for them."""
-    row = db.execute("SELECT id, kiosks FROM visits WHERE member = ? AND closed = 0", [member]).fetchone()
+def _check_in(db: sqlite_utils.Database, event: Envelope, member: str, store: str, gap_s: float,
+              now: datetime) -> int:
+    """Link the session to the member and open a visit, or join the visit still open for them when
+    this check-in is within `gap_s` of it (by the events' own times, so a check-in replayed after
+    an outage, or a history imported at once, groups as it happened)."""
+    row = db.execute("SELECT id, kiosks, started_at, last_seen_at FROM visits WHERE member = ? AND closed = 0 "
+                     "ORDER BY last_seen_at DESC LIMIT 1", [member]).fetchone()
+    if row is not None and not _within(event.ts, row[2], row[3], gap_s):
+        if event.ts > row[3]:
+            _close_visit(db, row[0], now)  # a new visit: the open one ended before it
+        row = None
     opened = 0
     if row is None:
         visit_id = event.id  # the check-in that opened it: stable, so the visit pushed online is idempotent
-        db.execute("INSERT OR IGNORE INTO visits (id, member, store, started_at, last_seen_at, kiosks) "
-                   "VALUES (?, ?, ?, ?, ?, ?)", [visit_id, member, store, event.ts, event.ts, json.dumps([event.device])])
+        cursor = db.execute("INSERT OR IGNORE INTO visits (id, member, store, started_at, last_seen_at, kiosks) "
+                            "VALUES (?, ?, ?, ?, ?, ?)",
+                            [visit_id, member, store, event.ts, event.ts, json.dumps([event.device])])
+        if cursor.rowcount == 1:
+            add_touch(db, "visit:" + visit_id, member, event.ts, "store")
         opened = 1
     else:
         visit_id, kiosks = row[0], json.loads(row[1])
@@ -127,6 +142,12 @@ def _check_in(db: sqlite_utils.Database, event: Envelope, member: str, store: st
                "ON CONFLICT(id) DO UPDATE SET member = excluded.member, visit_id = excluded.visit_id",
                [event.data["session"], event.device, member, event.ts, visit_id])
     return opened
+
+
+def _within(ts: str, started_at: str, last_seen_at: str, gap_s: float) -> bool:
+    gap = timedelta(seconds=gap_s)
+    moment = parse_ts(ts)
+    return parse_ts(started_at) - gap <= moment <= parse_ts(last_seen_at) + gap
 
 
 def _session_member(db: sqlite_utils.Database, event: Envelope) -> str | None:
@@ -143,15 +164,22 @@ def close_visits(db: sqlite_utils.Database, *, now: datetime, gap_s: float = DEF
     cutoff = format_ts(now - timedelta(seconds=gap_s))
     rows = db.execute("SELECT id, member, store, started_at, last_seen_at, kiosks FROM visits "
                       "WHERE closed = 0 AND last_seen_at < ?", [cutoff]).fetchall()
-    for visit_id, member, store, started_at, last_seen_at, kiosks in rows:
-        ended = db.execute("SELECT max(coalesce(ended_at, started_at)) FROM sessions WHERE visit_id = ?",
-                           [visit_id]).fetchone()[0] or last_seen_at
-        ended_at = max(ended, last_seen_at)
-        db.execute("UPDATE visits SET closed = 1, ended_at = ? WHERE id = ?", [ended_at, visit_id])
-        insert_update(db, f"visit:{visit_id}", KIND_ACTIVITY, member,
-                      {"type": "visit", "store": store, "ts": ended_at,
-                       "data": {"started_at": started_at, "ended_at": ended_at, "kiosks": json.loads(kiosks)}}, now)
+    for row in rows:
+        _close_visit(db, row[0], now)
     return len(rows)
+
+
+def _close_visit(db: sqlite_utils.Database, visit_id: str, now: datetime) -> None:
+    """End a visit at its last kiosk session's end, and queue it for the online store as one `visit`."""
+    member, store, started_at, last_seen_at, kiosks = db.execute(
+        "SELECT member, store, started_at, last_seen_at, kiosks FROM visits WHERE id = ?", [visit_id]).fetchone()
+    ended = db.execute("SELECT max(coalesce(ended_at, started_at)) FROM sessions WHERE visit_id = ?",
+                       [visit_id]).fetchone()[0] or last_seen_at
+    ended_at = max(ended, last_seen_at)
+    db.execute("UPDATE visits SET closed = 1, ended_at = ? WHERE id = ?", [ended_at, visit_id])
+    insert_update(db, f"visit:{visit_id}", KIND_ACTIVITY, member,
+                  {"type": "visit", "store": store, "ts": ended_at,
+                   "data": {"started_at": started_at, "ended_at": ended_at, "kiosks": json.loads(kiosks)}}, now)
 
 
 def forget_member(db: sqlite_utils.Database, member: str, *, erase: bool, now: datetime) -> dict[str, int]:
@@ -179,6 +207,7 @@ def forget_member(db: sqlite_utils.Database, member: str, *, erase: bool, now: d
         counts["events"] = len(rows)
         db.execute("UPDATE online_updates SET customer_id = '' WHERE customer_id = ? AND kind = ? "
                    "AND done_at IS NULL", [member, KIND_ACTIVITY])
+    forget_member_facts(db, member, erase=erase)
     counts["visits"] = db.execute("DELETE FROM visits WHERE member = ?", [member]).rowcount
     db.execute("UPDATE sessions SET member = NULL, visit_id = NULL WHERE member = ?", [member])
     return counts

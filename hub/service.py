@@ -105,7 +105,8 @@ class Hub:
     def _in_commit(self, db: HubStore, events: list[Envelope]) -> None:
         """Inside the ingest transaction: sessions, visits, anonymity, and what goes online (activity and
         cart lines, keyed by event id), so no crash keeps an event and loses what it queued."""
-        done = track(db.db, events, store=self.config["store"], now=datetime.now(timezone.utc))
+        done = track(db.db, events, store=self.config["store"], now=datetime.now(timezone.utc),
+                     gap_s=self.config["visits.gap_s"])
         self.activity_counts.update(done)
 
     def _on_stored(self, events: list[Envelope]) -> None:

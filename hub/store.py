@@ -91,6 +91,11 @@ def _m007_floor(db: sqlite_utils.Database) -> None:
     db["audit_log"].add_column("device", str)
 
 
+def _m008_analytics(db: sqlite_utils.Database) -> None:
+    from hub.analytics_data import create_analytics_tables
+    create_analytics_tables(db)
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("001_initial", _m001_initial),
     ("002_catalog", _m002_catalog),
@@ -99,6 +104,7 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("005_activity", _m005_activity),
     ("006_sync", _m006_sync),
     ("007_floor", _m007_floor),
+    ("008_analytics", _m008_analytics),
 ]
 
 
