@@ -24,8 +24,8 @@ from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from demo.catalog_feed import catalog_feed, product_row, promotion_for
-from demo.seed import STATUSES, TIERS, StoreData, iso
-from hub.connector import ACTIVITY_TYPES
+from demo.seed import CURRENCY, STATUSES, TIERS, StoreData, iso
+from hub.connector import ACTIVITY_TYPES, ONLINE_CHANNELS, ORDER_CHANNELS
 from hub.webhooks import sign
 from protocol.catalog import ONLINE, stock_key
 from protocol.envelope import ID_PATTERN
@@ -43,6 +43,8 @@ CUSTOMER_LIMIT = (20, 100)  # (default, maximum)
 PRODUCT_LIMIT = (100, 500)
 CUSTOMER_CHANGES_LIMIT = (100, 500)
 CATALOG_CHANGES_LIMIT = (500, 1000)
+SESSIONS_CHANGES_LIMIT = (500, 1000)
+ORDERS_CHANGES_LIMIT = (500, 1000)
 ACTIVITY_LIST_LIMIT = (100, 1000)
 GTIN_LENGTHS = (8, 12, 13, 14)  # EAN-8, UPC-A, EAN-13, GTIN-14
 # Below this many significant digits a phone search would match almost every member.
@@ -52,6 +54,11 @@ IDEMPOTENCY_KEY_LENGTH = (1, 100)
 ACTIVITY_BATCH = 500
 ACTIVITY_ITEM_BYTES = 16 * 1024  # as large as a device event may be
 ACTIVITY_TS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?Z$")
+SECOND_TS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
+RECORD_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$")  # session and order ids an admin may choose
+ORDER_LINES = (1, 50)
+SESSION_FIELDS = ("id", "customer_id", "channel", "source", "started_at", "added_to_cart", "asked_for_help")
+ORDER_FIELDS = ("id", "customer_id", "channel", "status", "placed_at", "total", "currency", "lines", "pickup")
 BIRTHDAY = re.compile(r"^(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])$")
 TEXT_FIELDS = ("first_name", "last_name", "email", "phone")
 FAULT_STATUSES = (500, 502, 503, 429)
@@ -94,8 +101,10 @@ def create_app(data: StoreData, api_key: str, jwks: dict | None = None, *,
     app.json.sort_keys = False  # keep fields in the documented order, so responses read like the docs
     app.json.ensure_ascii = False
     sender = WebhookSender(webhook_url, webhook_secret, attempts=webhook_attempts, retry_s=webhook_retry_s)
-    shop = Shop(customers=LiveCustomers(data.customers, clock), catalog=LiveCatalog(data, clock),
-                activity=ActivityLog(clock), faults=Faults(), webhooks=sender, clock=clock)
+    customers = LiveCustomers(data.customers, clock)
+    shop = Shop(customers=customers, catalog=LiveCatalog(data, clock),
+                activity=ActivityLog(clock), faults=Faults(), webhooks=sender, clock=clock,
+                analytics=LiveAnalytics(data, customers, clock))
     app.extensions["omnikiosk_online_store"] = shop  # tests and the demo reach the live state here
 
     _register_gates(app, shop, api_key.encode())
@@ -103,6 +112,7 @@ def create_app(data: StoreData, api_key: str, jwks: dict | None = None, *,
     _register_customers(app, shop)
     _register_catalog(app, shop, data.stores)
     _register_activity(app, shop)
+    _register_analytics(app, shop, {s["id"] for s in data.stores})
     _register_admin(app, shop)
     _register_error_handlers(app)
     return app
@@ -146,6 +156,29 @@ class ChangeLog:
             more = any(self._latest[self._keys[i]] == self._seqs[i] for i in range(index, len(self._seqs)))
             return keys, f"{self._epoch}.{position}", more
 
+    def scoped_page(self, cursor: str | None, limit: int, scope: str,
+                    select: Callable[[Hashable], bool]) -> tuple[list[Hashable], str, bool]:
+        """As `page`, over the keys `select` takes only (it is asked outside the lock, so it may read other
+        live state). The cursor names `scope` (a store id, without dots): it is refused for another scope."""
+        with self._lock:
+            position = self._position(cursor, scope)
+            index = bisect.bisect_right(self._seqs, position)
+            live = [(self._seqs[i], self._keys[i]) for i in range(index, len(self._seqs))
+                    if self._latest[self._keys[i]] == self._seqs[i]]
+            end = self._seq
+        keys: list[Hashable] = []
+        remaining = iter(live)
+        for seq, key in remaining:
+            if select(key):
+                keys.append(key)
+                position = seq
+                if len(keys) == limit:
+                    break
+        else:
+            position = end  # everything up to here was looked at: skipped keys need not be seen again
+        more = any(select(key) for _, key in remaining)
+        return keys, f"{self._epoch}.{scope}.{position}", more
+
     def _append(self, key: Hashable) -> None:
         self._seq += 1
         self._seqs.append(self._seq)
@@ -157,10 +190,13 @@ class ChangeLog:
         live = [(seq, key) for seq, key in zip(self._seqs, self._keys, strict=True) if self._latest[key] == seq]
         self._seqs, self._keys = [seq for seq, _ in live], [key for _, key in live]
 
-    def _position(self, cursor: str | None) -> int:
+    def _position(self, cursor: str | None, scope: str | None = None) -> int:
         if cursor is None:
             return 0
         epoch, _, seq = cursor.partition(".")
+        if scope is not None:
+            named, _, seq = seq.rpartition(".")
+            epoch = epoch if named == scope else ""
         if epoch != self._epoch or not (seq.isascii() and seq.isdigit()) or int(seq) > self._seq:
             raise ApiError(400, "invalid_cursor", "This cursor was not issued by this feed of this store (it may have "
                                                   "restarted); start again without a cursor.")
@@ -284,6 +320,13 @@ class LiveCustomers:
             _set_order_status(order, status, shelf, now)
             return self._store(profile, now)
 
+    def add_order(self, customer_id: str, order: dict) -> dict:
+        """Put a new order in the profile (orders stay newest first); returns the profile now."""
+        with self._lock:
+            profile = self._editable(customer_id)
+            profile["orders"] = sorted([*profile["orders"], order], key=lambda o: o["placed_at"], reverse=True)
+            return self._store(profile, iso(self._clock()))
+
     def erase(self, customer_id: str) -> dict:
         with self._lock:
             profile = self.require(customer_id)
@@ -312,6 +355,131 @@ class LiveCustomers:
         self._changed[profile["id"]] = profile
         self.changes.touch(profile["id"])
         return self.carts.overlay(profile)
+
+
+class LiveAnalytics:
+    """The analytics feeds: members' online sessions and orders, each a ChangeLog read per home store.
+
+    Sessions are kept here (seeded, then added or replaced through the admin API); orders are
+    the profiles' own, read live from LiveCustomers, so a status change shows in both. Members
+    erased, or unknown, are left out of both feeds."""
+
+    def __init__(self, data: StoreData, customers: LiveCustomers, clock: Callable[[], datetime]):
+        self._customers = customers
+        self._clock = clock
+        self._lock = threading.Lock()
+        # A member missing from home_stores (data built without them) belongs to the first store.
+        self._default_home = data.stores[0]["id"] if data.stores else "s001"
+        self._homes = dict(data.home_stores)
+        self._sessions = {s["id"]: dict(s) for s in data.sessions}
+        self._session_number = len(data.sessions)
+        seeded_orders = sorted((o["placed_at"], o["id"], c["id"]) for c in data.customers for o in c["orders"])
+        self._order_owner = {order_id: cid for _, order_id, cid in seeded_orders}
+        self._order_number = max((int(i) for i in self._order_owner if i.isdigit()), default=0)
+        self.sessions = ChangeLog(s["id"] for s in data.sessions)
+        self.orders = ChangeLog(order_id for _, order_id, _ in seeded_orders)
+
+    def home_store(self, customer_id: str) -> str:
+        return self._homes.get(customer_id, self._default_home)
+
+    def _member_of(self, customer_id: str | None, store: str) -> bool:
+        return (customer_id is not None and self.home_store(customer_id) == store
+                and self._customers.get(customer_id) is not None)
+
+    # --- sessions
+    def session_page(self, cursor: str | None, limit: int, store: str) -> dict:
+        def select(session_id: Hashable) -> bool:
+            with self._lock:
+                session = self._sessions.get(session_id)
+            return session is not None and self._member_of(session["customer_id"], store)
+
+        keys, next_cursor, more = self.sessions.scoped_page(cursor, limit, store, select)
+        with self._lock:
+            items = [dict(self._sessions[key]) for key in keys]
+        return {"items": items, "next_cursor": next_cursor, "has_more": more}
+
+    def put_session(self, fields: dict) -> dict:
+        """Add a session (no id: the next "S…" id), or replace the one with its id; it moves to the feed's end."""
+        profile = self._customers.require(fields["customer_id"])
+        with self._lock:
+            session_id = fields.get("id")
+            if session_id is None:
+                while True:
+                    self._session_number += 1
+                    session_id = f"S{self._session_number:06d}"
+                    if session_id not in self._sessions:
+                        break
+            session = {"id": session_id, "customer_id": profile["id"], "channel": fields["channel"],
+                       "source": fields.get("source"), "started_at": fields.get("started_at") or iso(self._clock()),
+                       "added_to_cart": fields.get("added_to_cart", False),
+                       "asked_for_help": fields.get("asked_for_help", False)}
+            self._sessions[session_id] = session
+            self.sessions.touch(session_id)
+            return dict(session)
+
+    # --- orders
+    def order_page(self, cursor: str | None, limit: int, store: str) -> dict:
+        items: dict[Hashable, dict] = {}
+
+        def select(order_id: Hashable) -> bool:
+            item = self.order_item(order_id)
+            if item is None or not self._member_of(item["customer_id"], store):
+                return False
+            items[order_id] = item
+            return True
+
+        keys, next_cursor, more = self.orders.scoped_page(cursor, limit, store, select)
+        return {"items": [items[key] for key in keys], "next_cursor": next_cursor, "has_more": more}
+
+    def order_item(self, order_id: Hashable) -> dict | None:
+        """The order as the orders feed shows it now, or None (its member was erased)."""
+        with self._lock:
+            owner = self._order_owner.get(order_id)
+        profile = self._customers.get(owner) if owner is not None else None
+        order = next((o for o in profile["orders"] if o["id"] == order_id), None) if profile else None
+        if order is None:
+            return None
+        return {"id": order["id"], "customer_id": profile["id"], "channel": order["channel"],
+                "status": order["status"], "placed_at": order["placed_at"], "total": order["total"],
+                "currency": order["currency"],
+                "lines": [{"gtin": line["gtin"], "quantity": line["quantity"],
+                           "amount": round(line["price"] * line["quantity"], 2)} for line in order["items"]]}
+
+    def order_changed(self, order_id: str) -> None:
+        self.orders.touch(order_id)
+
+    def add_order(self, fields: dict, products: dict[str, dict]) -> dict:
+        """A new order (checked by `_order_request`) in its member's profile and at the end of the orders feed.
+        `products`: gtin → catalog product, for the profile's line names and unit prices."""
+        profile = self._customers.require(fields["customer_id"])
+        with self._lock:
+            order_id = fields.get("id")
+            if order_id is None:
+                self._order_number += 1
+                while str(self._order_number) in self._order_owner:
+                    self._order_number += 1
+                order_id = str(self._order_number)
+            elif order_id in self._order_owner:
+                raise ApiError(409, "conflict", f"Order {order_id!r} exists already; change its status with PATCH "
+                                                f"{ADMIN}/customers/<id>/orders/{order_id}.")
+            now = iso(self._clock())
+            pickup = None
+            if fields.get("pickup") is not None:
+                ready = fields["status"] in ("ready_for_pickup", "picked_up")
+                pickup = {"store": fields["pickup"]["store"], "shelf": (fields["pickup"].get("shelf") or "A")
+                          if ready else None, "ready_since": now if ready else None}
+            order = {"id": order_id, "number": f"#{order_id}", "channel": fields["channel"],
+                     "status": fields["status"], "placed_at": fields.get("placed_at") or now,
+                     "total": fields["total"], "currency": fields["currency"], "pickup": pickup,
+                     "items": [{"gtin": line["gtin"], "name": products[line["gtin"]]["name"],
+                                "quantity": line["quantity"], "price": round(line["amount"] / line["quantity"], 2)}
+                               for line in fields["lines"]]}
+            self._customers.add_order(profile["id"], order)
+            self._order_owner[order_id] = profile["id"]
+            self.orders.touch(order_id)
+        item = self.order_item(order_id)
+        assert item is not None
+        return item
 
 
 class LiveCatalog:
@@ -604,6 +772,7 @@ class Shop:
     faults: Faults
     webhooks: WebhookSender
     clock: Callable[[], datetime]
+    analytics: LiveAnalytics
 
     def emit(self, kind: str, data: dict) -> dict:
         """Announce a change to the hub: an event for the webhook sender."""
@@ -744,6 +913,42 @@ def _register_activity(app: Flask, shop: Shop) -> None:
                                              request.args.get("store") or None, limit)}
 
 
+def _register_analytics(app: Flask, shop: Shop, store_ids: set[str]) -> None:
+    """Members' online sessions and orders, per home store, for the store's analytics."""
+
+    def store_param() -> str:
+        store = request.args.get("store")
+        if not store:
+            raise ApiError(400, "bad_request", "store is required: the id of the store whose members to read, "
+                                               "e.g. ?store=s001.")
+        if store not in store_ids:
+            raise ApiError(400, "bad_request", f"No store {store!r}; use one of {', '.join(sorted(store_ids))}.")
+        return store
+
+    @app.get(f"{API}/sessions/changes")
+    def session_changes():
+        store, limit = store_param(), _limit(*SESSIONS_CHANGES_LIMIT)
+        return shop.analytics.session_page(request.args.get("cursor") or None, limit, store)
+
+    @app.get(f"{API}/orders/changes")
+    def order_changes():
+        store, limit = store_param(), _limit(*ORDERS_CHANGES_LIMIT)
+        return shop.analytics.order_page(request.args.get("cursor") or None, limit, store)
+
+    @app.post(f"{ADMIN}/sessions")
+    def add_session():
+        return shop.analytics.put_session(_session_request(request.get_json(silent=True)))
+
+    @app.post(f"{ADMIN}/orders")
+    def add_order():
+        fields = _order_request(request.get_json(silent=True), store_ids)
+        shop.customers.require(fields["customer_id"])
+        products = {line["gtin"]: shop.catalog.require(line["gtin"]) for line in fields["lines"]}
+        order = shop.analytics.add_order(fields, products)
+        shop.emit("order.updated", {"customer_id": order["customer_id"], "order_id": order["id"]})
+        return order
+
+
 def _register_admin(app: Flask, shop: Shop) -> None:
     """Changes a real platform makes through its back office, and the switches of the demo itself."""
 
@@ -757,6 +962,7 @@ def _register_admin(app: Flask, shop: Shop) -> None:
     def change_order(customer_id: str, order_id: str):
         status, shelf = _order_fields(request.get_json(silent=True))
         profile = shop.customers.change_order(customer_id, order_id, status, shelf)
+        shop.analytics.order_changed(order_id)
         shop.emit("order.updated", {"customer_id": profile["id"], "order_id": order_id})
         return next(o for o in profile["orders"] if o["id"] == order_id)
 
@@ -867,6 +1073,105 @@ def _product_fields(body: Any) -> dict[str, Any]:
     if not (isinstance(stock, dict) and all(_whole(q, 0, 100_000) for q in stock.values())):
         raise ApiError(400, "bad_request", 'stock must be an object of store id → quantity, e.g. {"s001": 3}.')
     return fields
+
+
+def _session_request(body: Any) -> dict[str, Any]:
+    """An online session from an admin POST body, checked; fields left out take their defaults."""
+    if not isinstance(body, dict):
+        raise ApiError(400, "bad_request", 'Send a JSON object: {"customer_id": "M0001", "channel": "web", '
+                                           '"source": null, "started_at": "2026-11-22T10:15:04Z", '
+                                           '"added_to_cart": false, "asked_for_help": false} (id optional).')
+    unknown = sorted(set(body) - set(SESSION_FIELDS))
+    if unknown:
+        raise ApiError(400, "bad_request", f"Unknown fields {', '.join(unknown)}; use {', '.join(SESSION_FIELDS)}.")
+    _record_id(body)
+    if not (isinstance(body.get("customer_id"), str) and body["customer_id"]):
+        raise ApiError(400, "bad_request", "customer_id is required: a member id such as M0001 (the demo keeps "
+                                           "members' sessions only; an anonymous one has no home store).")
+    if body.get("channel") not in ONLINE_CHANNELS:
+        raise ApiError(400, "bad_request", f"channel is required: one of {', '.join(ONLINE_CHANNELS)}.")
+    source = body.get("source")
+    if source is not None and not (isinstance(source, str) and 0 < len(source) <= 100):
+        raise ApiError(400, "bad_request", 'source must be the UTM source (a string such as "google") or null.')
+    _timestamp(body, "started_at")
+    for flag in ("added_to_cart", "asked_for_help"):
+        if flag in body and not isinstance(body[flag], bool):
+            raise ApiError(400, "bad_request", f"{flag} must be true or false.")
+    return dict(body)
+
+
+def _order_request(body: Any, store_ids: set[str]) -> dict[str, Any]:
+    """An order from an admin POST body, checked; `total` defaults to the sum of the lines' amounts."""
+    if not isinstance(body, dict):
+        raise ApiError(400, "bad_request", 'Send a JSON object: {"customer_id": "M0001", "channel": "web", '
+                                           '"status": "placed", "lines": [{"gtin": "04166978004214", '
+                                           '"quantity": 1, "amount": 145.99}]} (id, placed_at, total, currency, '
+                                           'pickup optional).')
+    unknown = sorted(set(body) - set(ORDER_FIELDS))
+    if unknown:
+        raise ApiError(400, "bad_request", f"Unknown fields {', '.join(unknown)}; use {', '.join(ORDER_FIELDS)}.")
+    fields = dict(body)
+    _record_id(fields)
+    if not (isinstance(fields.get("customer_id"), str) and fields["customer_id"]):
+        raise ApiError(400, "bad_request", "customer_id is required: a member id such as M0001.")
+    if fields.get("channel") not in ORDER_CHANNELS:
+        raise ApiError(400, "bad_request", f"channel is required: one of {', '.join(ORDER_CHANNELS)}.")
+    fields.setdefault("status", "placed")
+    if fields["status"] not in STATUSES:
+        raise ApiError(400, "bad_request", f"status must be one of {', '.join(STATUSES)}.")
+    _timestamp(fields, "placed_at")
+    fields.setdefault("currency", CURRENCY)
+    if fields["currency"] != CURRENCY:
+        raise ApiError(400, "bad_request", f"currency must be {CURRENCY}, the store's currency.")
+    lines = fields.get("lines")
+    low, high = ORDER_LINES
+    if not (isinstance(lines, list) and low <= len(lines) <= high):
+        raise ApiError(400, "bad_request", f"lines is required: {low} to {high} lines "
+                                           '{"gtin": "<GTIN-14>", "quantity": 1, "amount": 145.99}.')
+    for line in lines:
+        if not (isinstance(line, dict) and set(line) == {"gtin", "quantity", "amount"}
+                and isinstance(line["gtin"], str) and line["gtin"].isascii() and line["gtin"].isdigit()
+                and len(line["gtin"]) == 14 and _whole(line["quantity"], *CART_QUANTITY) and _money(line["amount"])):
+            raise ApiError(400, "bad_request", 'Each line must be {"gtin": "<GTIN-14>", "quantity": 1 to 99, '
+                                               '"amount": a positive number (quantity × unit price)}.')
+        if abs(round(line["amount"] / line["quantity"], 2) * line["quantity"] - line["amount"]) >= 0.005:
+            raise ApiError(400, "bad_request", f"amount {line['amount']} is not {line['quantity']} × a unit price in "
+                                               "cents.")
+    total = round(sum(line["amount"] for line in lines), 2)
+    if "total" in fields and not (_number(fields["total"]) and abs(fields["total"] - total) < 0.005):
+        raise ApiError(400, "bad_request", f"total must be the sum of the lines' amounts, {total}.")
+    fields["total"] = total
+    pickup = fields.get("pickup")
+    if pickup is not None:
+        if not (isinstance(pickup, dict) and set(pickup) <= {"store", "shelf"} and pickup.get("store") in store_ids
+                and (pickup.get("shelf") is None or (isinstance(pickup["shelf"], str) and 0 < len(pickup["shelf"]) <= 10))):
+            raise ApiError(400, "bad_request", f'pickup must be null or {{"store": one of {", ".join(sorted(store_ids))}'
+                                               ', "shelf": "B" (optional)}.')
+        if fields["channel"] not in ("web", "app"):
+            raise ApiError(400, "bad_request", "Only web and app orders can be click & collect (pickup).")
+    elif fields["status"] in ("ready_for_pickup", "picked_up"):
+        raise ApiError(400, "bad_request", f"status {fields['status']} needs a pickup: {{\"store\": \"s001\"}}.")
+    return fields
+
+
+def _record_id(body: dict) -> None:
+    if "id" in body and not (isinstance(body["id"], str) and RECORD_ID.match(body["id"])):
+        raise ApiError(400, "bad_request", "id must be 1 to 40 letters, digits, '-' or '_' (or left out: the store "
+                                           "picks one).")
+
+
+def _timestamp(body: dict, name: str) -> None:
+    """A second-precision UTC timestamp when given; left out, it becomes the time of the request."""
+    value = body.get(name)
+    if value is None:
+        body.pop(name, None)
+        return
+    try:
+        ok = isinstance(value, str) and SECOND_TS.match(value) and datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ")
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ApiError(400, "bad_request", f'{name} must be ISO 8601 UTC to the second, e.g. "2026-11-22T10:15:04Z".')
 
 
 def _patch_body(body: Any, allowed: tuple[str, ...]) -> dict[str, Any]:

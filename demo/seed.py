@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 REFERENCE_NOW = datetime(2026, 11, 22, 9, 0, 0, tzinfo=timezone.utc)
@@ -50,12 +50,19 @@ class StoreData:
                  "verified_purchase"}], "updated_at"}], sorted by gtin.
     customers: customer profiles exactly as GET /api/v1/customers/<id> returns them,
                sorted by id ("M0001" first); `birthday` is "MM-DD" (see `_birthdays`).
+    home_stores: customer id → the store id whose analytics feeds carry that member
+               (see `_home_stores`); kept beside the profiles, whose shape is the API's.
+    sessions:  online sessions of the last 365 days, shaped as in GET /api/v1/sessions/changes
+               ({"id", "customer_id", "channel", "source", "started_at", "added_to_cart",
+               "asked_for_help"}), oldest first; see `_sessions`.
     """
 
     now: datetime
     stores: list[dict]
     products: list[dict]
     customers: list[dict]
+    home_stores: dict[str, str] = field(default_factory=dict)
+    sessions: list[dict] = field(default_factory=list)
 
 
 def gtin_check_digit(body: str) -> int:
@@ -78,7 +85,11 @@ def build(seed: int = 2026, now: datetime = REFERENCE_NOW) -> StoreData:
     stores = _stores()
     products = _products(rng, now)
     customers = _birthdays(_customers(rng, now, products), seed, now)
-    return StoreData(now=now, stores=stores, products=products, customers=customers)
+    # Everything below draws from generators of its own: the values above stay as they were.
+    home_stores = _home_stores(customers, seed)
+    sessions = _sessions(customers, seed, now)
+    return StoreData(now=now, stores=stores, products=products, customers=customers,
+                     home_stores=home_stores, sessions=sessions)
 
 
 # --- stores -----------------------------------------------------------------------------
@@ -690,3 +701,76 @@ def _with_birthday(customer: dict, birthday: str) -> dict:
         if key == "member_since":
             profile["birthday"] = birthday
     return profile
+
+
+# --- home stores and online sessions (analytics feeds) -----------------------------------
+
+# Members whose home store is not s001, as exact shares so every seed has some of each.
+HOME_STORE_SHARES = {"s002": 0.10, "s003": 0.06}
+# Channels a session (or an order) can come through online; hub.connector.ONLINE_CHANNELS.
+SESSION_CHANNELS = ("web", "app", "social", "email", "search", "marketplace")
+SESSION_CHANNEL_WEIGHTS = (35, 30, 10, 8, 12, 5)
+SESSION_DAYS = 365
+BROWSING_SESSIONS = (3, 25)  # per member per year, when they were a member the whole year
+CART_SHARE = 0.30  # browsing sessions that put something in the cart
+HELP_SHARE = 0.03  # sessions that asked for help (chat, contact form)
+
+
+def _home_stores(customers: list[dict], seed: int) -> dict[str, str]:
+    """customer id → home store: "s001" for most; exact quotas of "s002" and "s003". The hero
+    and M0002 (the demo's consent case) are s001's."""
+    rng = random.Random(f"{seed}-home-stores")
+    others = [c["id"] for c in customers if c["id"] not in (HERO_ID, NO_CONSENT_ID)]
+    homes = {c["id"]: "s001" for c in customers}
+    for store, share in HOME_STORE_SHARES.items():
+        chosen = rng.sample([cid for cid in others if homes[cid] == "s001"], round(share * len(customers)))
+        homes.update({cid: store for cid in chosen})
+    return homes
+
+
+def _utm_source(rng: random.Random, channel: str, started: datetime) -> str | None:
+    """The UTM source a session of this channel plausibly carries (None: typed in, or the app opened)."""
+    if channel == "search":
+        return rng.choices(["google", "bing"], weights=[82, 18])[0]
+    if channel == "social":
+        return rng.choices(["instagram", "facebook", "tiktok"], weights=[50, 25, 25])[0]
+    if channel == "email":
+        return f"newsletter-{started:%Y-%m}"
+    if channel == "marketplace":
+        return rng.choice(["bol", "zalando"])
+    if channel == "web":
+        return rng.choices([None, "referral"], weights=[90, 10])[0]
+    return rng.choices([None, "push"], weights=[95, 5])[0]  # app
+
+
+def _sessions(customers: list[dict], seed: int, now: datetime) -> list[dict]:
+    """Members' online sessions over the SESSION_DAYS before `now`, oldest first, ids "S000001"…
+    in that order. Every online order of the window has the session it was placed in (its
+    channel, added_to_cart true, a few minutes before `placed_at`); besides, each member
+    browses without ordering, 3 to 25 times a year (fewer for newer members). Anonymous
+    visitors are left out: the feeds are per home store, and only members have one."""
+    rng = random.Random(f"{seed}-sessions")
+    window_start = now - timedelta(days=SESSION_DAYS)
+    drafts = []
+    for customer in customers:
+        member_since = datetime.fromisoformat(customer["member_since"]).replace(tzinfo=timezone.utc)
+        start = max(window_start, member_since)
+        for order in sorted(customer["orders"], key=lambda o: (o["placed_at"], o["id"])):
+            placed = _parse(order["placed_at"])
+            if order["channel"] == "store" or placed < window_start:
+                continue
+            started = placed - timedelta(minutes=rng.randint(3, 40), seconds=rng.randint(0, 59))
+            drafts.append(_session(rng, customer["id"], order["channel"], started, True))
+        share = (now - start) / (now - window_start)
+        low, high = BROWSING_SESSIONS
+        for _ in range(round(rng.randint(low, high) * share)):
+            channel = rng.choices(SESSION_CHANNELS, weights=SESSION_CHANNEL_WEIGHTS)[0]
+            started = _shopping_time(rng, start, now, channel)
+            drafts.append(_session(rng, customer["id"], channel, started, rng.random() < CART_SHARE))
+    drafts.sort(key=lambda s: (s["started_at"], s["customer_id"]))
+    return [{"id": f"S{n:06d}", **draft} for n, draft in enumerate(drafts, start=1)]
+
+
+def _session(rng: random.Random, customer_id: str, channel: str, started: datetime, added_to_cart: bool) -> dict:
+    return {"customer_id": customer_id, "channel": channel, "source": _utm_source(rng, channel, started),
+            "started_at": iso(started), "added_to_cart": added_to_cart, "asked_for_help": rng.random() < HELP_SHARE}

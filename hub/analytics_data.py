@@ -23,12 +23,12 @@ from typing import Any, Iterable, Mapping
 
 import sqlite_utils
 
+from hub.connector import ONLINE_CHANNELS
 from protocol.catalog import stock_key
 from protocol.envelope import Envelope, format_ts, parse_ts
 
 # The channels a touch or a session can have: the store visit and the kiosk are channels of their own.
 STORE_CHANNELS = ("store", "kiosk")
-ONLINE_CHANNELS = ("web", "app", "social", "email", "search", "marketplace")
 CHANNELS = STORE_CHANNELS + ONLINE_CHANNELS
 # Kiosk events that make a session qualified (the shopper did something) and count as kiosk touches.
 QUALIFYING_TYPES = ("scan.product", "assist.requested", "cart.sent")

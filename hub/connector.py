@@ -1,7 +1,7 @@
 """What the hub needs from the retailer's online store, whatever platform runs it: the connector interface.
 
 `hub/online.py` implements it over the REST API of docs/online-api.md; a Shopify, WooCommerce,
-Saleor or Medusa connector implements the same six methods and raises the same errors, so
+Saleor or Medusa connector implements the same methods and raises the same errors, so
 the rest of the hub never knows which platform it talks to.
 
 Feeds are read with cursors. `cursor=None` starts from the beginning; `next_cursor` is always
@@ -9,6 +9,10 @@ a string to pass next time, also on the last page (`has_more` false), so a perio
 reconciliation keeps asking from where it stopped and receives only what changed since.
 A connector raises `CursorRejected` when the platform no longer knows a cursor (it was
 reset): the hub then starts again from None.
+
+Two more feeds, for store analytics, follow the same cursor rules and are per store: the
+online sessions and the orders of the members whose home store is `store` (the platform
+decides a member's home store; members only, anonymous visitors have none).
 """
 
 from __future__ import annotations
@@ -18,14 +22,20 @@ from typing import Any, Literal, Mapping, Protocol, TypedDict, runtime_checkable
 from hub.webhooks import WebhookEvent, WebhookRejection
 
 __all__ = [
-    "ACTIVITY_TYPES", "ActivityItem", "ActivityResult", "CatalogChange", "CatalogChangesPage", "CircuitOpen",
-    "CursorRejected", "CustomerChangesPage", "CustomerNotFound", "Erasure", "OnlineStore", "OnlineStoreError",
-    "OnlineStoreRefused", "OnlineStoreUnauthorized", "OnlineStoreUnavailable", "ProfileChange", "Rejected",
-    "WebhookEvent", "WebhookRejection",
+    "ACTIVITY_TYPES", "ONLINE_CHANNELS", "ORDER_CHANNELS", "ActivityItem", "ActivityResult", "CatalogChange",
+    "CatalogChangesPage", "CircuitOpen", "CursorRejected", "CustomerChangesPage", "CustomerNotFound", "Erasure",
+    "OnlineOrder", "OnlineSession", "OnlineStore", "OnlineStoreError", "OnlineStoreRefused",
+    "OnlineStoreUnauthorized", "OnlineStoreUnavailable", "OrderLine", "OrdersPage", "ProfileChange", "Rejected",
+    "SessionsPage", "WebhookEvent", "WebhookRejection",
 ]
 
 # In-store activity the online store can record against a member (or anonymously, customer_id null).
 ACTIVITY_TYPES = ("visit", "scan.product", "assist.requested", "offer.shown", "cart.sent")
+
+# Where an online session (or an order) came from.
+ONLINE_CHANNELS = ("web", "app", "social", "email", "search", "marketplace")
+# An order's channel: online, or "store" (bought at a till; the hub's POS import is the truth for those).
+ORDER_CHANNELS = (*ONLINE_CHANNELS, "store")
 
 
 # --- errors: `code` is a metric label -----------------------------------------------------
@@ -124,6 +134,46 @@ class ActivityResult(TypedDict):
     rejected: list[Rejected]
 
 
+class OnlineSession(TypedDict):
+    id: str
+    customer_id: str | None  # None: an anonymous visitor (the demo serves members only)
+    channel: str  # one of ONLINE_CHANNELS
+    source: str | None  # the UTM source when known ("google", "instagram", "newsletter-2026-11")
+    started_at: str  # ISO 8601 UTC with Z
+    added_to_cart: bool
+    asked_for_help: bool
+
+
+class SessionsPage(TypedDict):
+    items: list[OnlineSession]
+    next_cursor: str
+    has_more: bool
+
+
+class OrderLine(TypedDict):
+    gtin: str  # GTIN-14
+    quantity: int
+    amount: float  # price × quantity, 2 decimals, in the order's currency
+
+
+class OnlineOrder(TypedDict):
+    id: str
+    customer_id: str | None
+    channel: str  # one of ORDER_CHANNELS; "store" orders are the POS import's to count
+    status: str  # placed, shipped, delivered, ready_for_pickup, picked_up, cancelled, returned
+    placed_at: str  # ISO 8601 UTC with Z
+    total: float
+    currency: str
+    lines: list[OrderLine]
+
+
+class OrdersPage(TypedDict):
+    items: list[OnlineOrder]
+    next_cursor: str
+    has_more: bool
+
+
+
 @runtime_checkable
 class OnlineStore(Protocol):
     """A connector to one online store; every method may raise an OnlineStoreError."""
@@ -136,6 +186,14 @@ class OnlineStore(Protocol):
 
     def catalog_changes(self, cursor: str | None, *, limit: int = 500) -> CatalogChangesPage:
         """Products, stock rows and stores changed after `cursor`, as hub.catalog accepts them."""
+
+    def online_sessions(self, cursor: str | None, *, store: str, limit: int = 500) -> SessionsPage:
+        """Online sessions of the members whose home store is `store`, started or changed after `cursor`
+        (None: all of them once); a cursor is valid for the feed and store it was issued for."""
+
+    def orders(self, cursor: str | None, *, store: str, limit: int = 500) -> OrdersPage:
+        """Orders of the members whose home store is `store`, placed or changed after `cursor`; a changed
+        order (cancelled, say) comes again, as it is now."""
 
     def push_activity(self, items: list[ActivityItem]) -> ActivityResult:
         """Record in-store activity; an id sent before is accepted again and stored once."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import threading
 import time
 from typing import Any, Callable, Mapping
@@ -13,6 +14,8 @@ import requests
 
 from hub import webhooks
 from hub.connector import (
+    ONLINE_CHANNELS,
+    ORDER_CHANNELS,
     ActivityItem,
     ActivityResult,
     CatalogChangesPage,
@@ -24,6 +27,8 @@ from hub.connector import (
     OnlineStoreRefused,
     OnlineStoreUnauthorized,
     OnlineStoreUnavailable,
+    OrdersPage,
+    SessionsPage,
     WebhookEvent,
     WebhookRejection,
 )
@@ -39,6 +44,11 @@ REFUSED_STATUSES = frozenset({400, 404, 409, 410, 413, 422})
 ACTIVITY_BATCH = 500  # the most items the API takes in one POST /activity
 CUSTOMER_CHANGES_LIMIT = 100
 CATALOG_CHANGES_LIMIT = 500
+SESSIONS_LIMIT = 500
+ORDERS_LIMIT = 500
+TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?Z\Z")
+GTIN14 = re.compile(r"^\d{14}\Z")
+CURRENCY = re.compile(r"^[A-Z]{3}\Z")
 
 
 class CircuitBreaker:
@@ -205,6 +215,26 @@ class RestOnlineStore:
                 raise OnlineStoreError("GET /api/v1/catalog/changes: an item has no kind, key and data")
         return page  # type: ignore[return-value]
 
+    def online_sessions(self, cursor: str | None, *, store: str, limit: int = SESSIONS_LIMIT) -> SessionsPage:
+        """Online sessions of the members whose home store is `store`, after `cursor` (None: all once)."""
+        path = "/api/v1/sessions/changes"
+        page = self._feed(path, cursor, limit, store=store)
+        for item in page["items"]:
+            problem = _session_problem(item)
+            if problem:
+                raise OnlineStoreError(f"GET {path}: {_item_name(item)} {problem}")
+        return page  # type: ignore[return-value]
+
+    def orders(self, cursor: str | None, *, store: str, limit: int = ORDERS_LIMIT) -> OrdersPage:
+        """Orders of the members whose home store is `store`, placed or changed after `cursor` (None: all once)."""
+        path = "/api/v1/orders/changes"
+        page = self._feed(path, cursor, limit, store=store)
+        for item in page["items"]:
+            problem = _order_problem(item)
+            if problem:
+                raise OnlineStoreError(f"GET {path}: {_item_name(item)} {problem}")
+        return page  # type: ignore[return-value]
+
     def push_activity(self, items: list[ActivityItem]) -> ActivityResult:
         """Record in-store activity, in POSTs of at most 500; ids sent before are accepted, stored once."""
         result: ActivityResult = {"accepted": [], "rejected": []}
@@ -223,10 +253,14 @@ class RestOnlineStore:
         """Check a delivery against the webhook secret; without one every delivery is `not_configured`."""
         return webhooks.verify(raw_body, headers, secret=self._webhook_secret, now=now)
 
-    def _feed(self, path: str, cursor: str | None, limit: int) -> dict[str, Any]:
+    def _feed(self, path: str, cursor: str | None, limit: int, *, store: str | None = None) -> dict[str, Any]:
         if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
             raise ValueError(f"limit must be a whole number of at least 1, not {limit!r}")
         params = {"limit": str(limit)} | ({"cursor": cursor} if cursor is not None else {})
+        if store is not None:
+            if not isinstance(store, str) or not store:
+                raise ValueError(f"store must be a store id such as 's001', not {store!r}")
+            params["store"] = store
         page = self._call("GET", path, self.background_timeout_s, params=params)
         if not (isinstance(page.get("items"), list) and isinstance(page.get("next_cursor"), str)
                 and isinstance(page.get("has_more"), bool)):
@@ -303,6 +337,64 @@ class RestOnlineStore:
     def _backoff(attempt: int) -> float:
         # Full jitter: many hubs retrying at once do not hit the shop in step.
         return random.uniform(0, min(2.0, 0.05 * 2 ** attempt))
+
+
+def _item_name(item: Any) -> str:
+    if isinstance(item, dict) and isinstance(item.get("id"), str):
+        return f"item {item['id'][:40]!r}"
+    return "an item"
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _common_problem(item: Any, channels: tuple[str, ...], stamp: str) -> str | None:
+    """What is wrong with the fields sessions and orders share, or None. Unknown fields are allowed."""
+    if not isinstance(item, dict):
+        return "is not a JSON object"
+    if not (isinstance(item.get("id"), str) and item["id"]):
+        return "has no id"
+    if not (item.get("customer_id") is None or (isinstance(item["customer_id"], str) and item["customer_id"])):
+        return "has a customer_id that is neither a string nor null"
+    if item.get("channel") not in channels:
+        return f"has channel {item.get('channel')!r}, not one of {', '.join(channels)}"
+    if not (isinstance(item.get(stamp), str) and TIMESTAMP.match(item[stamp])):
+        return f"has no {stamp} in ISO 8601 UTC with Z"
+    return None
+
+
+def _session_problem(item: Any) -> str | None:
+    problem = _common_problem(item, ONLINE_CHANNELS, "started_at")
+    if problem:
+        return problem
+    if "source" not in item or not (item["source"] is None or isinstance(item["source"], str)):
+        return "has a source that is neither a string nor null"
+    for flag in ("added_to_cart", "asked_for_help"):
+        if not isinstance(item.get(flag), bool):
+            return f"has no {flag} true or false"
+    return None
+
+
+def _order_problem(item: Any) -> str | None:
+    problem = _common_problem(item, ORDER_CHANNELS, "placed_at")
+    if problem:
+        return problem
+    if not (isinstance(item.get("status"), str) and item["status"]):
+        return "has no status"
+    if not _number(item.get("total")):
+        return "has no total number"
+    if not (isinstance(item.get("currency"), str) and CURRENCY.match(item["currency"])):
+        return "has no ISO 4217 currency"
+    lines = item.get("lines")
+    if not isinstance(lines, list):
+        return "has no lines list"
+    for line in lines:
+        if not (isinstance(line, dict) and isinstance(line.get("gtin"), str) and GTIN14.match(line["gtin"])
+                and isinstance(line.get("quantity"), int) and not isinstance(line["quantity"], bool)
+                and line["quantity"] >= 1 and _number(line.get("amount"))):
+            return "has a line that is not {gtin (GTIN-14), quantity (at least 1), amount}"
+    return None
 
 
 def _retry_after(header: str | None, default: float) -> float:

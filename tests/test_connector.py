@@ -131,7 +131,8 @@ def walk(feed, cursor=None, limit=100) -> tuple[list[dict], str, int]:
 
 def test_the_rest_connector_is_an_online_store_with_exactly_the_interfaces_methods():
     methods = {name for name in vars(OnlineStore) if not name.startswith("_") and callable(getattr(OnlineStore, name))}
-    assert methods == {"customer", "customer_changes", "catalog_changes", "push_activity", "add_to_cart",
+    assert methods == {"customer", "customer_changes", "catalog_changes", "online_sessions", "orders",
+                       "push_activity", "add_to_cart",
                        "add_to_wishlist", "search_customers", "verify_webhook"}
     assert isinstance(RestOnlineStore("http://127.0.0.1:1", KEY), OnlineStore)
 
