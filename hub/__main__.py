@@ -1,5 +1,5 @@
 """`python -m hub`: run the store hub, manage staff accounts, send a device a command or its rendered configs,
-or import stock counts."""
+or import stock counts or sales from the till."""
 
 from __future__ import annotations
 
@@ -38,6 +38,7 @@ EXAMPLES = """examples:
   python -m hub device push-config s001-k01 --target kiosk --config hub.toml
   python -m hub import-stock pos-export.csv --config hub.toml
   python -m hub import-stock pos-export.csv --config hub.toml --dry-run --report bad-rows.csv
+  python -m hub import-sales pos-sales.csv --config hub.toml --dry-run --report bad-rows.csv
 """
 
 IMPORT_STOCK_HELP = """The file (CSV, UTF-8) has a header naming its columns, in any order:
@@ -59,6 +60,33 @@ be written. A running hub announces the new version to the kiosks within seconds
 examples:
   python -m hub import-stock pos-export.csv --config hub.toml
   python -m hub import-stock pos-export.csv --config hub.toml --dry-run --report bad-rows.csv
+"""
+
+IMPORT_SALES_HELP = """The file (CSV, UTF-8; a comma, or a semicolon or tab) has one row per sale line and a
+header naming its columns, in any order (docs/pos.md):
+  sale_id         the till's id of the sale (A-Z a-z 0-9 . _ : -, at most 64); its lines share it
+  ts              ISO 8601; without an offset it is local time in the hub's timezone setting
+  gtin            EAN-13, UPC-A, EAN-8 or GTIN-14 with a valid check digit
+  quantity        a whole number, not 0; negative for a returned item
+  amount          the line's total price: 12.50 or 12,50 (negative for a return)
+  member_id       optional: the member who bought (M0001)
+  loyalty_number  optional: their loyalty card, matched to a cached profile
+  currency        optional: empty means the store's (analytics.currency); another one is refused
+
+  sale_id,ts,gtin,quantity,amount,member_id
+  T1-000123,2026-03-14T15:04:05+01:00,4006381333931,2,59.90,M0001
+  T1-000123,2026-03-14T15:04:05+01:00,036000291452,1,12.50,M0001
+
+Bad rows are skipped and reported (line and reason; the first 20 here, all with --report); a sale
+with a bad line, or whose lines disagree on ts, member_id, loyalty_number or currency, is not
+imported at all. A sale id imported before is a duplicate, skipped and counted: importing the same
+file again imports nothing. Exit status: 0 sales were imported or were there already (even with
+bad rows), 3 every row was bad (nothing imported), 2 the file is unusable (missing, no header,
+wrong columns), 1 the database could not be written (nothing changed).
+
+examples:
+  python -m hub import-sales pos-sales.csv --config hub.toml
+  python -m hub import-sales pos-sales.csv --config hub.toml --dry-run --report bad-rows.csv
 """
 
 
@@ -136,6 +164,14 @@ def main(argv: list[str] | None = None) -> None:
     stock.add_argument("--dry-run", action="store_true",
                        help="check the file and count what would change; write nothing")
     stock.add_argument("--report", metavar="FILE", help="write every bad row (line, reason, values) to this CSV")
+    sales = sub.add_parser("import-sales", help="import the till's sales (a CSV) for store analytics",
+                           description="Import sales from the till (POS), matched to members, into the hub.",
+                           epilog=IMPORT_SALES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sales.add_argument("file", metavar="FILE.csv", help="the CSV to import")
+    sales.add_argument("--config", metavar="FILE", required=True)
+    sales.add_argument("--dry-run", action="store_true", help="check the file and count what would be imported; "
+                       "write nothing")
+    sales.add_argument("--report", metavar="FILE", help="write every bad row (line, reason, values) to this CSV")
     args = parser.parse_args(argv)
     config = load_or_exit(load_config, args.config)
     if args.command == "staff":
@@ -148,6 +184,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(tablets_command(args, config))
     if args.command == "import-stock":
         sys.exit(import_stock_command(args, config))
+    if args.command == "import-sales":
+        sys.exit(import_sales_command(args, config))
     if args.check_config:
         from hub.offers import OfferEngine
         try:
@@ -399,6 +437,61 @@ def import_stock_command(args, config) -> int:
         more = f"; all of them are in {args.report}" if args.report else "; --report FILE lists them all"
         print(f"… and {result.bad - len(result.first_bad)} more bad rows{more}", file=sys.stderr)
     print(result.summary())
+    return 0
+
+
+def import_sales_command(args, config) -> int:
+    import sqlite3
+    import time
+    from pathlib import Path
+    from zoneinfo import ZoneInfo
+
+    from hub.pos_sales import UnusableFile, import_sales, progress_text
+
+    if not Path(args.file).is_file():
+        print(f"{args.file}: not imported: no such file", file=sys.stderr)
+        return 2
+    total = Path(args.file).stat().st_size
+    started = time.monotonic()
+    shown = [0.0]
+
+    def progress(rows: int, done: int) -> None:
+        if time.monotonic() - shown[0] >= 0.2:
+            shown[0] = time.monotonic()
+            print(f"\r{progress_text(rows, done, total, shown[0] - started)}\033[K", end="", file=sys.stderr,
+                  flush=True)
+
+    try:
+        store = HubStore(open_hub_db(config["db.path"]))  # creates or migrates the tables
+        report = open(args.report, "w", newline="", encoding="utf-8") if args.report else None
+    except (OSError, sqlite3.Error) as exc:
+        print(f"cannot open {args.report if isinstance(exc, OSError) else config['db.path']}: {exc}", file=sys.stderr)
+        return 1
+    try:
+        result = import_sales(args.file, store, tz=ZoneInfo(config["timezone"]), currency=config["analytics.currency"],
+                              dry_run=args.dry_run, report=report, progress=progress if sys.stderr.isatty() else None)
+    except UnusableFile as exc:
+        print(f"\r\033[K{args.file}: not imported: {exc}" if sys.stderr.isatty() else
+              f"{args.file}: not imported: {exc}", file=sys.stderr)
+        return 2
+    except sqlite3.Error as exc:
+        print(f"{args.file}: not imported, the sales could not be written ({exc}); nothing changed", file=sys.stderr)
+        return 1
+    finally:
+        if report is not None:
+            report.close()
+        store.db.conn.close()
+    if sys.stderr.isatty():
+        print("\r\033[K", end="", file=sys.stderr, flush=True)
+    for row in result.first_bad:
+        print(f"line {row.line}: {row.reason}", file=sys.stderr)
+    if result.bad > len(result.first_bad):
+        more = f"; all of them are in {args.report}" if args.report else "; --report FILE lists them all"
+        print(f"… and {result.bad - len(result.first_bad)} more bad rows{more}", file=sys.stderr)
+    print(result.summary())
+    if result.bad and not (result.imported or result.duplicates):
+        print(f"{args.file}: nothing imported: every row is bad", file=sys.stderr)
+        return 3
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Mapping
@@ -53,6 +54,13 @@ SETTINGS = [
     Setting("stock.source", "online", "where this store's own stock comes from: the online store's feed, or "
             "the till (pos: python -m hub import-stock) — then the feed's rows for this store are ignored",
             choices=("online", "pos")),
+    Setting("timezone", "UTC", "the store's IANA time zone (e.g. Europe/Amsterdam): the days and hours of the "
+            "analytics, and the local time of a till's sale without an offset"),
+    Setting("analytics.window_days", 30, "attribution window: a sale is credited to the customer's touches in this "
+            "many days before it (docs/analytics.md); the manager page can ask for another (1 to 365)", minimum=1),
+    Setting("analytics.currency", "EUR", "the store's currency (ISO 4217, e.g. EUR): a POS sale in another is refused"),
+    Setting("pos.api_key_file", "", "file with the key the till sends as Authorization: Bearer to "
+            "POST /api/v1/pos/sales (docs/pos.md); empty: POS import over HTTP is off"),
     Setting("profile.ttl_s", 900, "a cached profile younger than this is used without asking the online store", minimum=0),
     Setting("arrivals.late_after_s", 120, "a check-in older than this when it reaches the hub is shown as late", minimum=1),
     Setting("requests.rate_per_s", 20.0, "requests a device may make per second (bursts up to requests.burst)",
@@ -70,8 +78,27 @@ def load_config(path: str | Path | None, environ: Mapping[str, str] | None = Non
     document = tomllib.loads(Path(path).read_text()) if path else {}
     config = parse(SETTINGS, document, os.environ if environ is None else environ,
                    source=str(path or "<defaults>"))
+    check_values(config)
     check_security(config)
     return config
+
+
+def check_values(config: Config) -> None:
+    """Values a Setting's type and choices cannot check: the time zone and the currency."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+    problems = []
+    try:
+        ZoneInfo(config["timezone"])
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: "America" is a folder, a name too long
+        problems.append(f"timezone = {config['timezone']!r} is not a time zone; use an IANA name such as "
+                        "Europe/Amsterdam or America/New_York")
+    if not re.fullmatch(r"[A-Z]{3}", config["analytics.currency"]):
+        problems.append(f"analytics.currency = {config['analytics.currency']!r} is not a currency code; "
+                        "use three capital letters such as EUR")
+    if config["analytics.window_days"] > 365:
+        problems.append(f"analytics.window_days = {config['analytics.window_days']} is over a year; use 1 to 365")
+    if problems:
+        raise ConfigError("\n".join(f"{config.source}: {p}" for p in problems))
 
 
 def check_security(config: Config) -> None:

@@ -11,6 +11,7 @@ import time
 from datetime import datetime, timedelta, timezone
 from importlib.metadata import version as dist_version
 from typing import Any, Callable
+from zoneinfo import ZoneInfo
 
 from hub.activity import ActivityPusher, close_visits, track
 from hub.answers import Answers, RequestDesk, offers_secret
@@ -21,6 +22,7 @@ from hub.ingest import Ingest
 from hub.online import RestOnlineStore
 from hub.offers import OfferEngine
 from hub.online_updates import CartPusher, OnlineUpdates
+from hub.pos_api import pos_api_key, register_pos_api
 from hub.profiles import ProfileSource
 from hub.store import HubStore, open_hub_db
 from hub.sync import OnlineSync
@@ -67,7 +69,8 @@ class Hub:
                                store=store, on_catalog_changed=self._catalog_changed,
                                interval_s=config["sync.interval_s"], reconcile_every_s=config["sync.reconcile_every_s"],
                                prefetch_days=config["sync.prefetch_days"], profile_ttl_s=config["profile.ttl_s"],
-                               own_stock_from_feed=config["stock.source"] == "online")
+                               own_stock_from_feed=config["stock.source"] == "online",
+                               currency=config["analytics.currency"])
         self.webhook_counts: Counter = Counter()
         self.desk = ArrivalDesk(store=store, hub_store=self.web_store, online=self.online, emit=self._emit_arrival,
                                 profile_ttl_s=config["profile.ttl_s"], late_after_s=config["arrivals.late_after_s"],
@@ -84,6 +87,10 @@ class Hub:
         self.app, self.socketio = create_app(config, hub_store=self.web_store, secret_key=secret_key,
                                              metrics=self.metrics, health=self.health, on_webhook=self._webhook,
                                              floor=self.floor)
+        # The till's sales (docs/pos.md): a machine API with its own bearer key, off without one.
+        self.pos_api = register_pos_api(self.app, open_db=self.web_store, api_key=pos_api_key(config),
+                                        tz=ZoneInfo(config["timezone"]), currency=config["analytics.currency"],
+                                        store=store)
         self.requests = RequestDesk(topics=Topics(store, config["topic_prefix"]), answers=answers,
                                     rate_per_s=config["requests.rate_per_s"], burst=config["requests.burst"],
                                     workers=config["requests.workers"])
@@ -186,6 +193,7 @@ class Hub:
                  for k, v in sorted(self.sync.counters.items())]
         rows += [("omnikiosk_hub_activity_total", "in-store activity tracked at ingest", {"outcome": k}, v)
                  for k, v in sorted(self.activity_counts.items())]
+        rows += self.pos_api.metrics()
         rows.append(("omnikiosk_hub_online_circuit_open", "1 while calls to the online store fail fast", {},
                      int(self.online.breaker_state != "closed")))
         return rows

@@ -21,8 +21,10 @@ from collections import Counter
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
+from hub.analytics_data import erased_members, record_online_sessions, record_orders
 from hub.catalog import HubCatalog
 from hub.online import CursorRejected, CustomerNotFound, OnlineStoreError
+from hub.pos_sales import link_pending_sales
 from hub.store import HubStore
 from protocol.envelope import format_ts
 
@@ -31,6 +33,7 @@ log = logging.getLogger("hub.sync")
 CUSTOMER_PAGE = 100
 CATALOG_PAGE = 500
 PREFETCH_PER_ROUND = 200
+ANALYTICS_PAGE = 500
 
 
 def ready_for_pickup_here(profile: dict[str, Any], store: str) -> bool:
@@ -42,7 +45,7 @@ class OnlineSync:
     def __init__(self, *, hub_store: HubStore, catalog: HubCatalog, online, store: str,
                  on_catalog_changed: Callable[[], None] = lambda: None, interval_s: float = 60.0,
                  reconcile_every_s: float = 6 * 3600, prefetch_days: int = 30, profile_ttl_s: float = 900,
-                 own_stock_from_feed: bool = True,
+                 own_stock_from_feed: bool = True, currency: str = "EUR",
                  clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
         self.hub_store = hub_store
         self.catalog = catalog
@@ -54,6 +57,7 @@ class OnlineSync:
         self.prefetch_days = prefetch_days
         self.profile_ttl_s = profile_ttl_s
         self.own_stock_from_feed = own_stock_from_feed
+        self.currency = currency
         self._clock = clock
         self._webhooks: "queue.Queue[tuple[str, dict]]" = queue.Queue()
         self._wake = threading.Event()
@@ -101,6 +105,7 @@ class OnlineSync:
     def _round(self, *, full: bool) -> None:
         self._guarded("customers", lambda: self.sync_customers(full=full))
         self._guarded("catalog", lambda: self.sync_catalog(full=full))
+        self._guarded("analytics", self.sync_analytics)
 
     def _guarded(self, what: str, step: Callable[[], Any]) -> Any:
         try:
@@ -163,6 +168,39 @@ class OnlineSync:
         self.counters["erasures"] += 1
         log.info("member erased at the online store's request", extra={"removed": counts})
         return counts
+
+    # --- analytics: the online store's sessions and orders for this store's customers
+    def sync_analytics(self) -> dict[str, int]:
+        """Page both feeds from their stored cursors into the analytics tables (hub.analytics_data),
+        each page in one transaction with its cursor, so a crash repeats a page at worst (rows are
+        keyed by id: stored once). Then link till sales whose loyalty number a profile now has."""
+        done: Counter = Counter()
+        for name, feed, record in (
+                ("online_sessions", self.online.online_sessions,
+                 lambda db, items, erased: record_online_sessions(db, items, erased=erased)),
+                ("orders", self.online.orders,
+                 lambda db, items, erased: record_orders(db, items, currency=self.currency, now=self._clock(),
+                                                         erased=erased))):
+            cursor = self.hub_store.sync_cursor(name)
+            while not self._stopping.is_set():
+                page, cursor = self._page(lambda c, limit: feed(c, store=self.store, limit=limit), cursor,
+                                          ANALYTICS_PAGE, name)
+                items = page.get("items", [])
+                cursor = page.get("next_cursor") or cursor
+                with self.hub_store.transaction() as store:
+                    erased = erased_members(store.db, (item.get("customer_id") for item in items))
+                    done.update({f"{name}_{k}": v for k, v in record(store.db, items, erased).items() if v})
+                    store.db.execute("INSERT INTO sync_cursors VALUES (?, ?, ?) ON CONFLICT(name) DO UPDATE "
+                                     "SET cursor = excluded.cursor, updated_at = excluded.updated_at",
+                                     [name, cursor, format_ts(self._clock())])
+                if not page.get("has_more"):
+                    break
+        done["sales_linked"] = link_pending_sales(self.hub_store)
+        self.counters.update(done)
+        self.last_sync["analytics"] = format_ts(self._clock())
+        if any(done.values()):
+            log.info("online sessions and orders in sync", extra=dict(done))
+        return dict(done)
 
     # --- catalog
     def sync_catalog(self, *, full: bool = False) -> int:

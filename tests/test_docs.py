@@ -46,7 +46,7 @@ def test_every_event_type_is_in_the_protocol_doc(event_type):
 @pytest.mark.parametrize("command", [["kiosk", "--help"], ["kiosk", "run", "--help"], ["kiosk", "decode", "--help"],
                                      ["edge_agent", "--help"], ["hub", "--help"], ["hub", "run", "--help"],
                                      ["hub", "command", "--help"], ["hub", "staff", "--help"],
-                                     ["hub", "tablets", "--help"], ["hub", "import-stock", "--help"],
+                                     ["hub", "tablets", "--help"], ["hub", "import-stock", "--help"], ["hub", "import-sales", "--help"],
                                      ["demo", "--help"], ["firmware_config", "--help"], ["kiosk.browser", "--help"],
                                      ["hub", "device", "push-config", "--help"],
                                      ["firmware_config", "render", "--help"],
