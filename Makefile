@@ -28,6 +28,7 @@ bench: deps  ## run the benchmarks (prints tables and a JSON line each)
 	$(PY) bench/outbox.py
 	$(PY) bench/chaos.py
 	$(PY) bench/scan.py
+	$(PY) bench/analytics.py
 	@if [ -d "$(PHOTOS)" ]; then $(PY) bench/readrate.py $(PHOTOS); \
 	 else echo "bench/readrate.py skipped: no photos at $(PHOTOS) (set PHOTOS=DIR)"; fi
 

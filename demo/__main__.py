@@ -83,8 +83,8 @@ def main(argv: list[str] | None = None) -> None:
 
 def run(state: Path) -> None:
     from demo.store import DemoStore
-    store = DemoStore(state)
-    print(f"starting the demo store in {state} …", flush=True)
+    store = DemoStore(state, history_days=90)
+    print(f"starting the demo store in {state} (the first start writes 90 days of the store's past) …", flush=True)
     interrupt_on_sigterm()
     try:
         store.start()

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 import requests
@@ -56,6 +57,7 @@ class DemoStore:
     kiosk_ports: dict[str, int] = field(default_factory=dict)
     agent_ports: dict[str, int] = field(default_factory=dict)
     scan_fps: float = 5.0
+    history_days: int = 0  # > 0: the hub starts with this many days of generated past (demo/history.py)
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
     commands: dict[str, list[str]] = field(default_factory=dict)
     restarts: dict[str, list[float]] = field(default_factory=dict)
@@ -103,7 +105,7 @@ class DemoStore:
         webhook_secret = _secret(self.root / "online" / "webhook_secret")
         _secret(self.root / "hub" / "secret_key")
         self._write_toml(self.root / "hub" / "hub.toml", {
-            "store": STORE, "store_name": STORE_NAME, "demo": True,
+            "store": STORE, "store_name": STORE_NAME, "demo": True, "timezone": "Europe/Amsterdam",
             "mqtt": {"host": "127.0.0.1", "port": self.broker_port,
                      "password_file": str(self.broker.password_file_for(self.broker.hub_user))},
             "db": {"path": str(self.root / "hub" / "hub.db")},
@@ -117,6 +119,11 @@ class DemoStore:
         hub_store = HubStore(open_hub_db(self.root / "hub" / "hub.db"))
         if hub_store.staff(DEMO_STAFF[0]) is None:
             hub_store.add_staff(DEMO_STAFF[0], hash_password(DEMO_STAFF[1]), "manager", STORE)
+        if self.history_days and hub_store.count_events() == 0:
+            # Three months of the store's past, so the manager's analytics page has something to show.
+            from demo.history import demo_history, load
+            load(hub_store, demo_history(end=datetime.now(timezone.utc), devices=list(self.kiosks),
+                                         days=self.history_days), store=STORE)
         hub_store.db.conn.close()
         # The hub pulls the catalog from the online store's changes feed when it starts; every kiosk's
         # agent then syncs its own catalog.db from the hub over MQTT.
@@ -268,6 +275,7 @@ class DemoStore:
             f"  Omnikiosk demo store {STORE} — {STORE_NAME}",
             "",
             f"  Staff tablet   {self.hub_url}   (sign in: {DEMO_STAFF[0]} / {DEMO_STAFF[1]}, demo mode only)",
+            f"  Analytics      {self.hub_url}manager   (the demo login is a manager; {self.history_days} days of past)",
             *(f"  Kiosk {d}  {self.kiosk_url(d)}" for d in self.kiosks),
             f"  Online store   http://127.0.0.1:{self.online_port}/api/v1/  (demo API, see docs/online-api.md)",
             f"  MQTT broker    127.0.0.1:{self.broker_port}  (per-device passwords and ACL, no anonymous access)",

@@ -72,6 +72,7 @@ def hub_document(inv: Inventory) -> dict[str, Any]:
     return {
         "store": inv.store.id,
         "store_name": inv.store.name,
+        "timezone": inv.store.timezone,  # analytics' days and hours, a till's local times
         "demo": False,
         "topic_prefix": inv.store.topic_prefix,
         # The broker runs on this machine: plaintext on loopback only (store_broker_conf).

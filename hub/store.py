@@ -7,6 +7,7 @@ SQLite in WAL mode lets the readers read while the writer commits.
 from __future__ import annotations
 
 import json
+import sqlite3
 import threading
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -140,6 +141,22 @@ class HubStore:
         self.db = db
         self._lock = threading.RLock()
         migrate(db)
+
+    @contextmanager
+    def reading(self) -> Iterator[sqlite_utils.Database]:
+        """A read-only connection of its own, for long reads (the manager's analytics over a year) that
+        must not hold the lock the staff app's other requests wait for; WAL lets it read beside the writer."""
+        path = next((row[2] for row in self.db.execute("PRAGMA database_list").fetchall() if row[1] == "main"), "")
+        if not path:  # an in-memory database has no second connection: share this one
+            with self._lock:
+                yield self.db
+            return
+        conn = sqlite3.connect(f"{Path(path).as_uri()}?mode=ro", uri=True, check_same_thread=False)
+        try:
+            conn.execute("PRAGMA busy_timeout=10000")
+            yield sqlite_utils.Database(conn)
+        finally:
+            conn.close()
 
     @contextmanager
     def transaction(self) -> Iterator["HubStore"]:

@@ -15,15 +15,19 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import wraps
 from typing import Any, Callable
+from zoneinfo import ZoneInfo
 
 from flask import Flask, Response, g, jsonify, redirect, render_template, request, session, url_for
 from flask_socketio import SocketIO, join_room
 from werkzeug.exceptions import HTTPException
 
+from hub import analytics
 from hub import staff as staff_rules
 from hub.floor import FloorError, it_room, store_room
+from hub.manager_view import FORM_FIELDS, analytics_view, csv_text, quick_ranges
 from hub.roster import load_roster
 from hub.store import HubStore
 from protocol.settings import Config
@@ -46,6 +50,7 @@ MAY = {
     "audit": ("manager", "it"),
     "tablets": ("manager", "it"),
     "fleet": ("it", "manager"),
+    "analytics": ("manager",),
 }
 
 
@@ -54,7 +59,8 @@ ROLE_LABELS = {"associate": "Associate", "manager": "Manager", "it": "IT"}
 AUDIT_LABELS = {"view_customer": "viewed profile", "search_customers": "searched members", "login": "signed in",
                 "logout": "signed out", "tablet.register": "registered tablet", "tablet.revoke": "revoked tablet",
                 "pin.set": "set own PIN", "pin.remove": "removed own PIN", "command": "device command",
-                "send_to_cart": "sent to online cart", "send_to_wishlist": "sent to wishlist"}
+                "send_to_cart": "sent to online cart", "send_to_wishlist": "sent to wishlist",
+                "analytics.export": "exported analytics"}
 
 
 
@@ -255,7 +261,7 @@ def create_app(config: Config, *, hub_store: HubStore, secret_key: str,
 
     @app.before_request
     def check_csrf():
-        if request.path.startswith("/webhooks/"):
+        if request.path.startswith(("/webhooks/", "/api/v1/pos/")):  # machine APIs: signed or bearer key
             return None  # no browser session here: each delivery is signed (HMAC), checked by the handler
         if request.method in ("POST", "PUT", "PATCH", "DELETE"):
             sent = request.form.get("csrf_token") or request.headers.get("X-CSRF-Token", "")
@@ -283,6 +289,8 @@ def create_app(config: Config, *, hub_store: HubStore, secret_key: str,
         if not user:
             return []
         pages = [("arrivals_page", "Arrivals"), ("search_page", "Search")]
+        if may(user["role"], "analytics"):
+            pages.append(("manager_page", "Analytics"))
         if may(user["role"], "fleet"):
             pages.append(("fleet_page", "Devices"))
         if may(user["role"], "audit"):
@@ -603,6 +611,68 @@ def create_app(config: Config, *, hub_store: HubStore, secret_key: str,
         response = redirect(url_for("tablets_page"))
         if this and this["id"] == tablet_id:
             response.delete_cookie(TABLET_COOKIE, path="/")
+        return response
+
+    # --- the manager's analytics (hub/analytics.py computes, hub/charts.py draws, manager.html shows)
+    def store_tz() -> ZoneInfo:
+        return ZoneInfo(config["timezone"])
+
+    def analytics_query():
+        """The query in the address, or a QueryError with a message for the person."""
+        today = datetime.now(store_tz()).date()
+        return analytics.parse_query(request.args, today=today,
+                                     window_days=config["analytics.window_days"])
+
+    def analytics_report(q: analytics.Query, only: str | None = None) -> tuple[dict[str, Any], float]:
+        started = time.perf_counter()
+        with hub_store.reading() as db:  # its own connection: a year's report does not hold up the floor
+            tables = ({only: analytics.figure(db, q, only, tz=store_tz())} if only
+                      else analytics.report(db, q, tz=store_tz()))
+        took = time.perf_counter() - started
+        log.info("analytics report", extra={"username": me(), "start": str(q.start), "end": str(q.end),
+                                            "channel": q.channel or "all", "window_days": q.window_days,
+                                            "figures": only or "all",
+                                            "took_ms": round(took * 1000, 1)})
+        return tables, took
+
+    @app.get("/manager")
+    @staff_only("analytics")
+    def manager_page():
+        today = datetime.now(store_tz()).date()
+        page = {"user": current_staff(), "page": "manager", "channels": analytics.CHANNELS}
+        try:
+            q = analytics_query()
+        except analytics.QueryError as error:
+            form = {key: request.args.get(key, "")[:40] for key in FORM_FIELDS}
+            keep = {"channel": form["channel"] if form["channel"] in analytics.CHANNELS else "",
+                    "window": form["window"] if form["window"].isascii() and form["window"].isdigit() and 1 <= int(form["window"]) <= 365 else ""}
+            quick = quick_ranges(today, keep)   # a way out of the bad query in one tap
+            return render_template("manager.html", **page, error=str(error), form=form, view=None, quick=quick), 400
+        tables, took = analytics_report(q)
+        args = q.as_args()
+        view = analytics_view(tables, currency=config["analytics.currency"], args=args)
+        form = {"from": q.start.isoformat(), "to": q.end.isoformat(), "channel": q.channel or "",
+                "window": str(q.window_days)}
+        return render_template("manager.html", **page, error=None, form=form, view=view,
+                               quick=quick_ranges(today, args, current=(q.start, q.end)), took_ms=round(took * 1000))
+
+    @app.get("/manager/export/<table>.csv")
+    @staff_only("analytics")
+    def manager_export(table: str):
+        if table not in analytics.TABLES:
+            return refuse(404, "not_found", "There is no such table.")
+        try:
+            q = analytics_query()
+        except analytics.QueryError as error:
+            return refuse(400, "bad_query", str(error))
+        tables, _ = analytics_report(q, only=table)
+        hub_store.audit(me(), "analytics.export", table,
+                        f"{q.start}..{q.end} channel={q.channel or 'all'} window={q.window_days}d", device=device_label())
+        safe_store = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in str(store_id))
+        name = f"omnikiosk-{safe_store}-{table}-{q.start.isoformat()}-{q.end.isoformat()}.csv"
+        response = Response(csv_text(tables[table]).encode("utf-8-sig"), mimetype="text/csv")
+        response.headers["Content-Type"] = "text/csv; charset=utf-8"
+        response.headers["Content-Disposition"] = f'attachment; filename="{name}"'
         return response
 
     # --- one's own account: the PIN
