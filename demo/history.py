@@ -139,6 +139,10 @@ def _kiosk_session(rng, history: History, event, device: str, moment: datetime, 
     if member and rng.random() < 0.4:
         lines = _lines(rng, history, [g for g in scanned if rng.random() < 0.6] or [rng.choice(list(history.products))])
         _pos_sale(rng, history, t + timedelta(minutes=rng.uniform(2, 40)), member, lines)
+    elif member and rng.random() < 0.03:  # brought something back
+        gtin = rng.choice(list(history.products))
+        _pos_sale(rng, history, t + timedelta(minutes=rng.uniform(2, 20)), member,
+                  [{"gtin": gtin, "quantity": -1, "amount": -history.products[gtin]["price"]}])
     elif not member and rng.random() < 0.15:
         _pos_sale(rng, history, t + timedelta(minutes=rng.uniform(2, 30)), None,
                   _lines(rng, history, [rng.choice(list(history.products))]))
@@ -178,7 +182,7 @@ def _online(rng, history: History, start: datetime, end: datetime, per_customer:
                 if placed >= end:
                     continue
                 lines = _lines(rng, history, rng.sample(gtins, rng.randint(1, 3)))
-                status = rng.choices(["delivered", "shipped", "cancelled"], weights=[80, 15, 5])[0]
+                status = rng.choices(["delivered", "shipped", "cancelled", "returned"], weights=[78, 15, 4, 3])[0]
                 history.orders.append({
                     "id": f"O{number:08d}", "customer_id": customer,
                     "channel": channel if channel in ("web", "app", "marketplace") else rng.choice(["web", "app"]),

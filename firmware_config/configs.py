@@ -23,6 +23,7 @@ HUB_TLS_CERT = layout.config_path("tls/hub.crt")
 HUB_TLS_KEY = layout.config_path("tls/hub.key")
 SESSION_KEY = layout.config_path("web-session.key")
 WEBHOOK_SECRET = layout.config_path("webhook-secret")
+POS_API_KEY = layout.config_path("pos-api.key")
 ONLINE_API_KEY = layout.config_path("online-api-key")
 FLEET = layout.config_path("fleet.toml")
 KIOSK_CONFIG = layout.settings_path("kiosk.toml")
@@ -84,6 +85,7 @@ def hub_document(inv: Inventory) -> dict[str, Any]:
         "online": {"base_url": inv.online.base_url, "api_key_file": ONLINE_API_KEY,
                    "webhook_secret_file": WEBHOOK_SECRET},
         "stock": {"source": inv.hub.stock_source},
+        "pos": {"api_key_file": POS_API_KEY},  # the till's key for POST /api/v1/pos/sales (docs/pos.md)
         "fleet": {"file": FLEET},
     }
 

@@ -85,6 +85,8 @@ def hub_bundle(inv: Inventory, secrets: Secrets, ca_pem: str) -> list[BundleFile
                    group=user, secret=True, restarts=(hub_unit,)),
         BundleFile("webhook-secret", secrets.webhook_secret(inv.online.webhook_secret_file) + "\n",
                    configs.WEBHOOK_SECRET, mode=0o600, owner=user, group=user, secret=True, restarts=(hub_unit,)),
+        BundleFile("pos-api.key", secrets.pos_api_key() + "\n", configs.POS_API_KEY, mode=0o600, owner=user,
+                   group=user, secret=True, restarts=(hub_unit,)),
         BundleFile("ca.crt", ca_pem, configs.CA_CERT),
         BundleFile("mosquitto/omnikiosk.conf",
                    store_broker_conf(files_dir=files_dir, max_message_kb=inv.hub.max_message_kb,
@@ -157,6 +159,8 @@ def plan(inv: Inventory, secrets: Secrets) -> Plan:
                             "before deploying (the playbook stops without it)")
     result.notes.append(f"give the online store the webhook secret in "
                         f"{secrets.root / inv.online.webhook_secret_file}")
+    result.notes.append(f"give the till (POS) the key in {secrets.root / 'pos-api-key'} for sending its sales "
+                        "to the hub (docs/pos.md)")
     result.files["inventory.toml"] = OutFile(inv.path.read_text())
     result.files[MANIFEST] = OutFile(manifest(result))
     return result

@@ -87,6 +87,10 @@ class Secrets:
     def webhook_secret(self, name: str) -> str:
         return self.generated(name, lambda: random.token_urlsafe(32) + "\n").strip()
 
+    def pos_api_key(self) -> str:
+        """The key the store's till sends its sales with (POST /api/v1/pos/sales)."""
+        return self.generated("pos-api-key", lambda: random.token_urlsafe(32) + "\n").strip()
+
     def store_ca(self, inv: Inventory) -> tuple[str, str]:
         """(CA certificate PEM, CA key PEM)."""
         key_pem = self.generated("tls/ca.key", lambda: tls.key_pem(tls.new_key()))

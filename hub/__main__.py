@@ -206,7 +206,11 @@ def main(argv: list[str] | None = None) -> None:
     except ConfigError as exc:
         sys.exit(f"invalid configuration:\n{exc}")
     hub.start()
-    log.info("hub started", extra={"store": config["store"], "url": hub.url(), "demo": config["demo"]})
+    log.info("hub started", extra={"store": config["store"], "url": hub.url(), "demo": config["demo"],
+                                   "timezone": config["timezone"]})
+    if config["timezone"] == "UTC":
+        log.warning("the store's time zone is UTC (the default): analytics' days and hours, and a till's times "
+                    "without an offset, are UTC; set timezone (e.g. Europe/Amsterdam) if the store is elsewhere")
     threading.Thread(target=ready_when_serving, args=(hub.url(), watchdog.ready), name="hub-ready",
                      daemon=True).start()
     interrupt_on_sigterm()

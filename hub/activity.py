@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from dataclasses import replace
 import random
 import threading
 from collections import Counter
@@ -25,7 +26,7 @@ from typing import Iterable
 
 import sqlite_utils
 
-from hub.analytics_data import add_touch, forget_member_facts, record_store_activity
+from hub.analytics_data import add_touch, canonical_ts, forget_member_facts, record_store_activity
 from hub.online import OnlineStoreError
 from hub.online_updates import OnlineUpdates, backoff_s, insert_update
 from protocol.envelope import Envelope, format_ts, parse_ts
@@ -80,6 +81,8 @@ def track(db: sqlite_utils.Database, events: Iterable[Envelope], *, store: str, 
     the online store. Returns what it did, for metrics."""
     done = {"anonymous": 0, "queued": 0, "visits_opened": 0}
     for event in events:
+        if not canonical_ts(event.ts):  # one text form, so times compare as text (the stored event keeps its own)
+            event = replace(event, ts=format_ts(parse_ts(event.ts)))
         member = event.data.get("member") if isinstance(event.data.get("member"), str) else None
         if member is not None and (is_erased(db, member) or consent_of(db, member) is False):
             _anonymise_event(db, event)
@@ -92,8 +95,9 @@ def track(db: sqlite_utils.Database, events: Iterable[Envelope], *, store: str, 
             done["visits_opened"] += _check_in(db, event, member, store, gap_s, now)
         elif event.type == "session.ended":
             db.execute("UPDATE sessions SET ended_at = ? WHERE id = ?", [event.ts, event.data["session"]])
-            db.execute("UPDATE visits SET last_seen_at = max(last_seen_at, ?) WHERE id = "
-                       "(SELECT visit_id FROM sessions WHERE id = ?) AND closed = 0", [event.ts, event.data["session"]])
+            db.execute("UPDATE visits SET last_seen_at = max(last_seen_at, ?), "
+                       "ended_at = CASE WHEN closed THEN max(ended_at, ?) END WHERE id = "
+                       "(SELECT visit_id FROM sessions WHERE id = ?)", [event.ts, event.ts, event.data["session"]])
         who = member if member is not None or event.type == "scan.member" else _session_member(db, event)
         record_store_activity(db, event, who, store)
         if event.type in PUSHED_TYPES:
@@ -117,13 +121,18 @@ def _check_in(db: sqlite_utils.Database, event: Envelope, member: str, store: st
     """Link the session to the member and open a visit, or join the visit still open for them when
     this check-in is within `gap_s` of it (by the events' own times, so a check-in replayed after
     an outage, or a history imported at once, groups as it happened)."""
-    # INDEXED BY: without it SQLite walks every open visit in last_seen order to skip the sort.
-    row = db.execute("SELECT id, kiosks, started_at, last_seen_at FROM visits INDEXED BY visits_member "
-                     "WHERE member = ? AND closed = 0 ORDER BY last_seen_at DESC LIMIT 1", [member]).fetchone()
-    if row is not None and not _within(event.ts, row[2], row[3], gap_s):
-        if event.ts > row[3]:
-            _close_visit(db, row[0], now)  # a new visit: the open one ended before it
-        row = None
+    gap = timedelta(seconds=gap_s)
+    moment = parse_ts(event.ts)
+    # The member's visit this check-in falls in, open or already closed by housekeeping (a kiosk replaying
+    # its day after an outage arrives after the first part of a visit was closed). INDEXED BY: without
+    # it SQLite walks every open visit in last_seen order to skip a sort.
+    row = db.execute("SELECT id, kiosks, closed FROM visits INDEXED BY visits_member WHERE member = ? "
+                     "AND started_at <= ? AND last_seen_at >= ? ORDER BY last_seen_at DESC LIMIT 1",
+                     [member, format_ts(moment + gap), format_ts(moment - gap)]).fetchone()
+    if row is None:
+        for (earlier,) in db.execute("SELECT id FROM visits INDEXED BY visits_member WHERE member = ? AND closed = 0 "
+                                     "AND last_seen_at < ?", [member, event.ts]).fetchall():
+            _close_visit(db, earlier, now)  # a new visit: the open one ended before it
     opened = 0
     if row is None:
         visit_id = event.id  # the check-in that opened it: stable, so the visit pushed online is idempotent
@@ -134,21 +143,17 @@ def _check_in(db: sqlite_utils.Database, event: Envelope, member: str, store: st
             add_touch(db, "visit:" + visit_id, member, event.ts, "store")
         opened = 1
     else:
-        visit_id, kiosks = row[0], json.loads(row[1])
+        visit_id, kiosks, closed = row[0], json.loads(row[1]), row[2]
         if event.device not in kiosks:
             kiosks.append(event.device)
-        db.execute("UPDATE visits SET kiosks = ?, last_seen_at = max(last_seen_at, ?) WHERE id = ?",
-                   [json.dumps(kiosks), event.ts, visit_id])
+        db.execute("UPDATE visits SET kiosks = ?, last_seen_at = max(last_seen_at, ?), started_at = min(started_at, ?),"
+                   " ended_at = CASE WHEN closed THEN max(ended_at, ?) END WHERE id = ?",
+                   [json.dumps(kiosks), event.ts, event.ts, event.ts, visit_id])
+        db.execute("UPDATE touches SET ts = ? WHERE ref = ? AND ts > ?", [event.ts, "visit:" + visit_id, event.ts])
     db.execute("INSERT INTO sessions (id, device, member, started_at, visit_id) VALUES (?, ?, ?, ?, ?) "
                "ON CONFLICT(id) DO UPDATE SET member = excluded.member, visit_id = excluded.visit_id",
                [event.data["session"], event.device, member, event.ts, visit_id])
     return opened
-
-
-def _within(ts: str, started_at: str, last_seen_at: str, gap_s: float) -> bool:
-    gap = timedelta(seconds=gap_s)
-    moment = parse_ts(ts)
-    return parse_ts(started_at) - gap <= moment <= parse_ts(last_seen_at) + gap
 
 
 def _session_member(db: sqlite_utils.Database, event: Envelope) -> str | None:
@@ -189,6 +194,7 @@ def forget_member(db: sqlite_utils.Database, member: str, *, erase: bool, now: d
     events, arrivals, cached profile, visits and unsent updates are deleted, and only a hash is kept
     so a late event naming them is recognised. Run inside a write transaction."""
     counts: dict[str, int] = {}
+    forget_member_facts(db, member, erase=erase)  # first: it reads the profile's loyalty number
     if erase:
         counts["events"] = db.execute("DELETE FROM events WHERE json_extract(data, '$.member') = ?",
                                       [member]).rowcount
@@ -208,7 +214,6 @@ def forget_member(db: sqlite_utils.Database, member: str, *, erase: bool, now: d
         counts["events"] = len(rows)
         db.execute("UPDATE online_updates SET customer_id = '' WHERE customer_id = ? AND kind = ? "
                    "AND done_at IS NULL", [member, KIND_ACTIVITY])
-    forget_member_facts(db, member, erase=erase)
     counts["visits"] = db.execute("DELETE FROM visits WHERE member = ?", [member]).rowcount
     db.execute("UPDATE sessions SET member = NULL, visit_id = NULL WHERE member = ?", [member])
     return counts

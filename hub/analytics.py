@@ -35,6 +35,7 @@ HOURS = tuple(f"{h:02d}" for h in range(24))
 MAX_RANGE_DAYS = 400
 MAX_WINDOW_DAYS = 365
 DEFAULT_RANGE_DAYS = 30
+FIRST_YEAR, LAST_YEAR = 2000, 2100  # far enough; the calendar's ends would overflow the UTC arithmetic
 
 
 class QueryError(ValueError):
@@ -81,9 +82,12 @@ def parse_query(args: Mapping[str, str], *, today: date, window_days: int = 30) 
 
 def _day(text: str | None, name: str) -> date:
     try:
-        return date.fromisoformat(str(text).strip()[:10])
+        day = date.fromisoformat(str(text).strip()[:10])
     except ValueError:
         raise QueryError(f"'{name}' must be a date like 2026-11-29, not {str(text)[:30]!r}.") from None
+    if not FIRST_YEAR <= day.year <= LAST_YEAR:
+        raise QueryError(f"'{name}' must be a date between {FIRST_YEAR} and {LAST_YEAR}, not {day}.")
+    return day
 
 
 @dataclass(frozen=True)
@@ -212,9 +216,11 @@ def summary(db: sqlite_utils.Database, query: Query, span: Span) -> Table:
         parts.append("SELECT member AS customer FROM visits WHERE started_at >= :start AND started_at < :end")
     contacts = db.execute(f"SELECT count(DISTINCT customer) FROM ({' UNION ALL '.join(parts)})",
                           {"start": span.start, "end": span.end}).fetchone()[0]
-    total = {key: sum(row[key] for row in rows) for key in ("sessions", "qualified", "sales")}
-    return Table("summary", "In short", "Every channel together (or the one chosen); contacts are counted once "
-                 "even when they came through several channels.",
+    counted = [row for row in rows if row["channel"] in _counted_channels(query)]
+    total = {key: sum(row[key] for row in counted) for key in ("sessions", "qualified")}
+    total["sales"] = sum(row["sales"] for row in rows)
+    return Table("summary", "In short", "Every channel together (or the one chosen): sessions without the store "
+                 "visits, which are kiosk sessions already counted; contacts once, whatever their channels.",
                  [Column("sessions", "Sessions"), Column("contacts", "Contacts"), Column("qualified", "Qualified"),
                   Column("sales", "Sales"), Column("revenue", "Revenue", "money")],
                  [{**total, "contacts": contacts, "revenue": round(sum(row["revenue"] for row in rows), 2)}])
@@ -285,9 +291,16 @@ def lost_demand(db: sqlite_utils.Database, query: Query, span: Span) -> Table:
                  [{"gtin": g, "product": name, "scans": n, "sessions": s} for g, name, n, s in rows])
 
 
+def _counted_channels(query: Query) -> tuple[str, ...]:
+    """The channels whose sessions add up to a total. A store visit is a member's kiosk sessions grouped,
+    not a session of its own: every channel together counts kiosk sessions and leaves visits out (a
+    check-in would count twice); the store channel alone counts its visits."""
+    return (query.channel,) if query.channel else tuple(c for c in CHANNELS if c != "store")
+
+
 def _sessions_sql(query: Query) -> tuple[str, list[str]]:
-    """Every session's start in the range (online sessions, kiosk sessions, store visits) of the wanted channels."""
-    parts, wanted = [], set(_channels_wanted(query))
+    """Every session's start in the range of the counted channels (online sessions, kiosk sessions, or visits)."""
+    parts, wanted = [], set(_counted_channels(query))
     online = [c for c in ONLINE_CHANNELS if c in wanted]
     if online:
         parts.append("SELECT started_at AS ts FROM online_sessions WHERE started_at >= :start AND started_at < :end"
@@ -308,7 +321,7 @@ def peak_hours(db: sqlite_utils.Database, query: Query, span: Span) -> Table:
         grid[(int(weekday) + 6) % 7][int(hour)] += count
     return Table("peak_hours", "Peak hours",
                  "Sessions started, by the store's local weekday and hour"
-                 + (f" ({query.channel} only)." if query.channel else " (every channel)."),
+                 + (f" ({query.channel} only)." if query.channel else " (online and kiosk sessions)."),
                  [Column("weekday", "Day", "text"), *(Column(h, h) for h in HOURS)],
                  [{"weekday": day, **dict(zip(HOURS, grid[i]))} for i, day in enumerate(WEEKDAYS)])
 

@@ -18,6 +18,7 @@ Privacy follows hub.activity: a member without clienteling consent or erased is 
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import Any, Iterable, Mapping
 
@@ -25,6 +26,7 @@ import sqlite_utils
 
 from hub.connector import ONLINE_CHANNELS
 from protocol.catalog import stock_key
+from protocol.codes import to_gtin14
 from protocol.envelope import Envelope, format_ts, parse_ts
 
 # The channels a touch or a session can have: the store visit and the kiosk are channels of their own.
@@ -33,6 +35,8 @@ CHANNELS = STORE_CHANNELS + ONLINE_CHANNELS
 # Kiosk events that make a session qualified (the shopper did something) and count as kiosk touches.
 QUALIFYING_TYPES = ("scan.product", "assist.requested", "cart.sent")
 ACTIVITY_TYPES = ("session.started", "scan.member", "offer.shown") + QUALIFYING_TYPES
+# A profile's loyalty card number, as SQL: the expression of index customers_loyalty (use it as is).
+LOYALTY_NUMBER = "CAST(json_extract(profile, '$.loyalty.number') AS TEXT)"
 
 
 def create_analytics_tables(db: sqlite_utils.Database) -> None:
@@ -56,6 +60,8 @@ def create_analytics_tables(db: sqlite_utils.Database) -> None:
     db.execute("CREATE TABLE touches (ref TEXT PRIMARY KEY, customer TEXT NOT NULL, ts TEXT NOT NULL,"
                " channel TEXT NOT NULL, gtin TEXT)")
     db.execute("CREATE INDEX touches_customer ON touches (customer, ts)")
+    # Till sales name members by loyalty number: find the profile that has it without reading them all.
+    db.execute(f"CREATE INDEX customers_loyalty ON customers ({LOYALTY_NUMBER})")
     db.execute("CREATE INDEX sessions_started ON sessions (started_at)")
     db.execute("CREATE INDEX sessions_visit ON sessions (visit_id)")
     db.execute("CREATE INDEX visits_started ON visits (started_at)")
@@ -108,14 +114,25 @@ def add_touch(db: sqlite_utils.Database, ref: str, customer: str, ts: str, chann
 
 
 def forget_member_facts(db: sqlite_utils.Database, member: str, *, erase: bool) -> None:
-    """Unlink a member from the in-store facts (no consent); `erase` also from online sessions and sales."""
+    """Unlink a member from the in-store facts (no consent); `erase` also from online sessions and sales,
+    and their loyalty card number from every sale that carries it (a till sale still waiting for its
+    member, or one arriving later: hub.pos_sales checks the remembered hash). Run before the profile goes."""
     db.execute("UPDATE store_activity SET member = NULL WHERE member = ?", [member])
     if erase:
+        from hub.activity import member_hash
         db.execute("DELETE FROM touches WHERE customer = ?", [member])
         db.execute("UPDATE online_sessions SET customer = NULL WHERE customer = ?", [member])
         db.execute("UPDATE sales SET customer = NULL, loyalty = NULL WHERE customer = ?", [member])
+        row = db.execute(f"SELECT {LOYALTY_NUMBER} FROM customers WHERE id = ?", [member]).fetchone()
+        if row and row[0]:
+            db.execute("UPDATE sales SET loyalty = NULL WHERE loyalty = ?", [row[0]])
+            db.execute("INSERT OR IGNORE INTO erased_members VALUES (?, datetime('now'))",
+                       [member_hash(LOYALTY_PREFIX + row[0])])
     else:
         db.execute("DELETE FROM touches WHERE customer = ? AND channel IN ('store', 'kiosk')", [member])
+
+
+LOYALTY_PREFIX = "loyalty:"  # an erased loyalty number is remembered as member_hash(LOYALTY_PREFIX + number)
 
 
 # --- from the online store (hub.sync) ----------------------------------------------------
@@ -126,6 +143,8 @@ def record_online_sessions(db: sqlite_utils.Database, items: Iterable[Mapping[st
     done = {"stored": 0, "malformed": 0}
     for item in items:
         try:
+            if not isinstance(item, Mapping):
+                raise TypeError("not an object")
             session_id, channel = _text(item["id"], 100), str(item["channel"])
             started_at = normal_ts(item["started_at"])
         except (KeyError, TypeError, ValueError):
@@ -154,15 +173,18 @@ def record_orders(db: sqlite_utils.Database, items: Iterable[Mapping[str, Any]],
     counts nowhere; an order in another currency is skipped (figures are in the store's currency)."""
     done = {"stored": 0, "skipped_store": 0, "skipped_currency": 0, "malformed": 0}
     for item in items:
+        if not isinstance(item, Mapping):
+            done["malformed"] += 1
+            continue
         if item.get("channel") == "store":
             done["skipped_store"] += 1
             continue
         try:
             order_id, placed_at = _text(item["id"], 100), normal_ts(item["placed_at"])
-            total = round(float(item["total"]), 2)
-            lines = [(str(line["gtin"])[:14], int(line["quantity"]), round(float(line["amount"]), 2))
+            total = _money(item["total"])
+            lines = [(to_gtin14(str(line["gtin"])), int(line["quantity"]), _money(line["amount"]))
                      for line in item.get("lines") or []]
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, OverflowError):
             done["malformed"] += 1
             continue
         if item.get("currency") != currency:
@@ -181,10 +203,16 @@ def record_orders(db: sqlite_utils.Database, items: Iterable[Mapping[str, Any]],
     return done
 
 
-def erased_members(db: sqlite_utils.Database, candidates: Iterable[Any]) -> set[str]:
-    """Which of these member ids the online store erased (so their sessions and orders stay anonymous)."""
+def erased_members(db: sqlite_utils.Database, items: Iterable[Any]) -> set[str]:
+    """Which members of these feed items the online store erased (their sessions and orders stay anonymous)."""
     from hub.activity import is_erased
-    return {m for m in {c.upper() for c in candidates if isinstance(c, str)} if is_erased(db, m)}
+    members = {item.get("customer_id") for item in items if isinstance(item, Mapping)}
+    return {m for m in members if isinstance(m, str) and is_erased(db, m)}
+
+
+def canonical_ts(text: str) -> bool:
+    """Is this already the one form (format_ts: 2026-11-29T10:00:00.000Z)?"""
+    return len(text) == 24 and text[19] == "." and text[23] == "Z"
 
 
 def normal_ts(value: Any) -> str:
@@ -198,10 +226,17 @@ def normal_ts(value: Any) -> str:
 
 
 def _member(value: Any, erased: set[str]) -> str | None:
+    """A member id as the online store spells it (ids are opaque: never re-cased), None for nobody."""
     if not isinstance(value, str) or not value or len(value) > 64:
         return None
-    member = value.upper()
-    return None if member in erased else member
+    return None if value in erased else value
+
+
+def _money(value: Any) -> float:
+    number = float(value)
+    if isinstance(value, bool) or not math.isfinite(number):
+        raise ValueError("not an amount")
+    return round(number, 2)
 
 
 def _text(value: Any, limit: int) -> str:

@@ -25,6 +25,7 @@ import sqlite_utils
 from flask import Flask, Response, jsonify, request
 
 from hub.pos_sales import (
+    MAX_SALES_PER_REQUEST,
     BadRow,
     Sale,
     TooManySales,
@@ -35,6 +36,7 @@ from hub.pos_sales import (
     store_sales,
 )
 from hub.store import HubStore
+from protocol.settings import ConfigError
 
 log = logging.getLogger("hub.pos")
 
@@ -43,6 +45,7 @@ MAX_BODY_BYTES = 2 * 1024 * 1024
 MAX_REJECTED_SHOWN = 1000  # a CSV body can have more bad rows than an answer should list
 REALM = "omnikiosk-pos"
 NOT_CONFIGURED = "POS import is not configured (pos.api_key_file)"
+MIN_KEY_CHARS = 16
 
 Metric = tuple[str, str, dict[str, str], float]  # as hub.web.Metric
 
@@ -73,7 +76,13 @@ def pos_api_key(config) -> bytes | None:
     ConfigError when the file is set but unreadable or empty."""
     from protocol.cli import read_secret
     path = config["pos.api_key_file"]
-    return read_secret(path, "POS API key").encode() if path else None
+    if not path:
+        return None
+    key = read_secret(path, "POS API key")
+    if len(key) < MIN_KEY_CHARS:
+        raise ConfigError(f"{path}: the POS API key has {len(key)} characters; use at least {MIN_KEY_CHARS} "
+                          "(e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')")
+    return key.encode()
 
 
 def register_pos_api(app: Flask, *, open_db: HubStore | Callable[[], sqlite_utils.Database], api_key: bytes | None,
@@ -115,7 +124,11 @@ def register_pos_api(app: Flask, *, open_db: HubStore | Callable[[], sqlite_util
     def parse(data: bytes) -> list[Sale | BadRow]:
         kind = request.mimetype
         if kind in ("text/csv", "application/csv"):
-            return list(read_sales_csv(io.BytesIO(data), tz=tz, currency=currency))
+            parsed = list(read_sales_csv(io.BytesIO(data), tz=tz, currency=currency))
+            sales = len({item.id for item in parsed if isinstance(item, Sale)})
+            if sales > MAX_SALES_PER_REQUEST:  # the same bound as JSON: one request, one short transaction
+                raise TooManySales(f"{sales} sales in one request; send at most {MAX_SALES_PER_REQUEST} at a time")
+            return parsed
         if kind == "application/json":
             return sales_from_json(data, tz=tz, currency=currency)
         raise UnreadableBody(f"Content-Type {kind or 'missing'}: send application/json or text/csv")

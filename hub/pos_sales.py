@@ -46,6 +46,8 @@ from zoneinfo import ZoneInfo
 import sqlite_utils
 
 from hub.activity import is_erased, member_hash
+from hub.analytics_data import LOYALTY_NUMBER as PROFILE_LOYALTY
+from hub.analytics_data import LOYALTY_PREFIX
 from hub.stock_import import (
     UnusableFile,
     _delimiter,
@@ -100,7 +102,7 @@ class Sale:
     ts: str                  # UTC, format_ts
     currency: str
     lines: tuple[SaleLine, ...]
-    member_id: str | None = None      # upper-cased
+    member_id: str | None = None      # as the online store spells it
     loyalty_number: str | None = None
     line: int | None = None  # its first line in the CSV
 
@@ -230,7 +232,7 @@ def parse_member_id(text: str) -> str | None:
         return None
     if not MEMBER_ID.match(value):
         raise ValueError(f"member_id {_quoted(value)} is not a member id (1 to 64 of A-Z, a-z, 0-9, '.', '_', '-')")
-    return value.upper()
+    return value  # as the online store spells it: ids are opaque, never re-cased
 
 
 def parse_loyalty_number(text: str) -> str | None:
@@ -575,10 +577,10 @@ def match_member(db: sqlite_utils.Database, sale: Sale) -> tuple[str, str | None
         if is_erased(db, sale.member_id):
             return "anonymous", None, None
         return "member", sale.member_id, sale.loyalty_number
-    if sale.loyalty_number is None:
-        return "anonymous", None, None
-    found = db.execute("SELECT id FROM customers WHERE CAST(json_extract(profile, '$.loyalty.number') AS TEXT) = ? "
-                       "LIMIT 2", [sale.loyalty_number]).fetchall()
+    if sale.loyalty_number is None or is_erased(db, LOYALTY_PREFIX + sale.loyalty_number):
+        return "anonymous", None, None  # an erased member's card number is not kept either
+    found = db.execute(f"SELECT id FROM customers WHERE {PROFILE_LOYALTY} = ? LIMIT 2",
+                       [sale.loyalty_number]).fetchall()
     if len(found) == 1 and not is_erased(db, found[0][0]):
         return "loyalty", found[0][0], sale.loyalty_number
     return "unmatched", None, sale.loyalty_number
@@ -623,15 +625,13 @@ def link_pending_sales(db) -> int:
     Returns how many sales were linked. `db`: a HubStore or a sqlite_utils.Database."""
     with _write(db) as conn:
         conn.conn.create_function("omnikiosk_member_hash", 1, member_hash, deterministic=True)
+        # Both sides by index: the pending sales (sales_loyalty), the profile with the number (customers_loyalty).
         return conn.execute(
-            "UPDATE sales SET customer = (SELECT c.id FROM customers c WHERE CAST(json_extract(c.profile, "
-            "'$.loyalty.number') AS TEXT) = sales.loyalty) "
+            f"UPDATE sales SET customer = (SELECT c.id FROM customers c WHERE {PROFILE_LOYALTY} = sales.loyalty) "
             "WHERE customer IS NULL AND loyalty IS NOT NULL AND origin = 'pos' "
-            "AND (SELECT count(*) FROM customers c WHERE CAST(json_extract(c.profile, '$.loyalty.number') AS TEXT) "
-            "= sales.loyalty) = 1 "
+            f"AND (SELECT count(*) FROM customers c WHERE {PROFILE_LOYALTY} = sales.loyalty) = 1 "
             "AND NOT EXISTS (SELECT 1 FROM customers c JOIN erased_members e ON e.member_hash = "
-            "omnikiosk_member_hash(c.id) WHERE CAST(json_extract(c.profile, '$.loyalty.number') AS TEXT) = "
-            "sales.loyalty)").rowcount
+            f"omnikiosk_member_hash(c.id) WHERE {PROFILE_LOYALTY} = sales.loyalty)").rowcount
 
 
 # --- the import -------------------------------------------------------------------------------

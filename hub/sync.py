@@ -183,17 +183,21 @@ class OnlineSync:
                                                          erased=erased))):
             cursor = self.hub_store.sync_cursor(name)
             while not self._stopping.is_set():
-                page, cursor = self._page(lambda c, limit: feed(c, store=self.store, limit=limit), cursor,
-                                          ANALYTICS_PAGE, name)
+                page, asked = self._page(lambda c, limit: feed(c, store=self.store, limit=limit), cursor,
+                                         ANALYTICS_PAGE, name)
                 items = page.get("items", [])
-                cursor = page.get("next_cursor") or cursor
+                cursor = page.get("next_cursor") or asked
                 with self.hub_store.transaction() as store:
-                    erased = erased_members(store.db, (item.get("customer_id") for item in items))
+                    erased = erased_members(store.db, items)
                     done.update({f"{name}_{k}": v for k, v in record(store.db, items, erased).items() if v})
                     store.db.execute("INSERT INTO sync_cursors VALUES (?, ?, ?) ON CONFLICT(name) DO UPDATE "
                                      "SET cursor = excluded.cursor, updated_at = excluded.updated_at",
                                      [name, cursor, format_ts(self._clock())])
                 if not page.get("has_more"):
+                    break
+                if cursor == asked:  # "more" but no way to ask for it: next round, not a spin
+                    log.warning("the online store says there is more but gave no new cursor", extra={"feed": name})
+                    self.counters[f"{name}_stuck_cursor"] += 1
                     break
         done["sales_linked"] = link_pending_sales(self.hub_store)
         self.counters.update(done)

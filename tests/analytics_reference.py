@@ -32,7 +32,7 @@ class Facts:
         self.visits: dict[str, dict[str, Any]] = {}
         self.activity: list[dict[str, Any]] = []
         self.touches: list[tuple[str, datetime, str, str, str | None]] = []  # customer, ts, ref, channel, gtin
-        current: dict[str, str] = {}  # member -> their visit still open
+        visits_of: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for e in events:
             ts = parse_ts(e.ts)
             sid = e.data.get("session")
@@ -43,23 +43,24 @@ class Facts:
                 self.sessions.setdefault(sid, {"device": e.device, "started": ts, "member": None, "visit": None,
                                                "qualified": False})
             elif e.type == "scan.member" and member:
-                visit = self.visits.get(current.get(member))
-                if visit and not (visit["started"] - gap <= ts <= visit["last_seen"] + gap):
-                    visit = None
+                # A check-in joins the member's visit whose span, widened by the gap, holds it (the one
+                # seen last if several); otherwise it starts a visit.
+                holding = [v for v in visits_of[member] if v["started"] - gap <= ts <= v["last_seen"] + gap]
+                visit = max(holding, key=lambda v: v["last_seen"]) if holding else None
                 if visit is None:
                     visit = {"id": e.id, "member": member, "started": ts, "last_seen": ts, "sessions": set()}
                     self.visits[e.id] = visit
-                    current[member] = e.id
-                    self.touches.append((member, ts, "visit:" + e.id, "store", None))
+                    visits_of[member].append(visit)
                 else:
                     visit["last_seen"] = max(visit["last_seen"], ts)
+                    visit["started"] = min(visit["started"], ts)
                 visit["sessions"].add(sid)
                 session = self.sessions.setdefault(sid, {"device": e.device, "started": ts, "member": None,
                                                          "visit": None, "qualified": False})
                 session["member"], session["visit"] = member, visit["id"]
             elif e.type == "session.ended":
                 visit = self.visits.get((self.sessions.get(sid) or {}).get("visit"))
-                if visit and current.get(visit["member"]) == visit["id"]:
+                if visit:
                     visit["last_seen"] = max(visit["last_seen"], ts)
             if e.type not in ACTIVITY:
                 continue
@@ -69,6 +70,8 @@ class Facts:
                                   "out_of_stock": e.type == "scan.product" and products[gtin]["quantity"] <= 0})
             if e.type in QUALIFYING and who:
                 self.touches.append((who, ts, e.id, "kiosk", gtin))
+        for visit in self.visits.values():
+            self.touches.append((visit["member"], visit["started"], "visit:" + visit["id"], "store", None))
         # Qualified is whatever the session did, whenever it reached us: mark sessions by any qualifying event.
         for a in self.activity:
             if a["type"] in QUALIFYING and a["session"] in self.sessions:
@@ -86,9 +89,10 @@ class Facts:
                                    "ts": parse_ts(o["placed_at"]), "total": o["total"], "status": o["status"],
                                    "lines": o["lines"]})
         for s in pos_sales:
+            total = sum(line["amount"] for line in s["lines"])
             self.sales.append({"id": "pos:" + s["id"], "customer": s.get("member_id"), "channel": "store",
-                               "ts": parse_ts(s["ts"]), "total": sum(line["amount"] for line in s["lines"]),
-                               "status": "completed", "lines": s["lines"]})
+                               "ts": parse_ts(s["ts"]), "total": total, "lines": s["lines"],
+                               "status": "refunded" if total < 0 else "completed"})  # the till's refund
         self.by_customer = defaultdict(list)
         for touch in self.touches:
             self.by_customer[touch[0]].append(touch)
@@ -140,8 +144,9 @@ def answer(facts: Facts, *, start: date, end: date, tz: ZoneInfo, channel: str |
         people |= {s["member"] for s in facts.sessions.values() if inside(s["started"]) and s["member"]}
     if "store" in wanted:
         people |= {v["member"] for v in facts.visits.values() if inside(v["started"])}
-    out["summary"] = [{"sessions": sum(r["sessions"] for r in out["channels"]), "contacts": len(people),
-                       "qualified": sum(r["qualified"] for r in out["channels"]),
+    counted = [r for r in out["channels"] if channel or r["channel"] != "store"]  # a visit is kiosk sessions
+    out["summary"] = [{"sessions": sum(r["sessions"] for r in counted), "contacts": len(people),
+                       "qualified": sum(r["qualified"] for r in counted),
                        "sales": sum(r["sales"] for r in out["channels"]),
                        "revenue": sum(r["revenue"] for r in out["channels"])}]
 
@@ -177,7 +182,7 @@ def answer(facts: Facts, *, start: date, end: date, tz: ZoneInfo, channel: str |
 
     starts = [s["ts"] for s in facts.online if s["channel"] in wanted]
     starts += [s["started"] for s in facts.sessions.values()] if "kiosk" in wanted else []
-    starts += [v["started"] for v in facts.visits.values()] if "store" in wanted else []
+    starts += [v["started"] for v in facts.visits.values()] if channel == "store" else []
     starts = [ts for ts in starts if inside(ts)]
     grid = [[0] * 24 for _ in WEEKDAYS]
     per_day = defaultdict(int)

@@ -86,13 +86,21 @@ class Browser:
         return result["result"].get("value")
 
     def wait_for(self, expression: str, timeout: float = 20.0):
+        """Until `expression` is truthy. A JS error counts as "not yet" (a page between two loads has no
+        document.body for a moment) and is reported only if it is still failing at the deadline."""
         deadline = time.monotonic() + timeout
+        error: RuntimeError | None = None
         while time.monotonic() < deadline:
-            value = self.evaluate(expression)
+            try:
+                value = self.evaluate(expression)
+            except RuntimeError as exc:
+                error, value = exc, None
+            else:
+                error = None
             if value:
                 return value
             time.sleep(0.1)
-        raise AssertionError(f"timed out waiting for {expression}")
+        raise AssertionError(f"timed out waiting for {expression}" + (f" ({error})" if error else ""))
 
     def viewport(self, width: int, height: int, *, mobile: bool = False) -> None:
         """Lay the page out as on a screen of this size (a phone when `mobile`)."""

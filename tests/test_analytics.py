@@ -139,8 +139,8 @@ class Tiny:
 
     def sale(self, when: str, member: str | None, ident: str, gtin: str | None = None, amount: float = 50.0):
         self.history.pos_sales.append({"id": ident, "ts": when, "member_id": member, "currency": "EUR",
-                                       "lines": [{"gtin": gtin or gtin14("8710000000002"), "quantity": 1,
-                                                  "amount": amount}]})
+                                       "lines": [{"gtin": gtin or gtin14("8710000000002"),
+                                                  "quantity": -1 if amount < 0 else 1, "amount": amount}]})
 
     def report(self, start: date, end: date, window: int = 30):
         if self.history.events or self.history.online_sessions or self.history.pos_sales:
@@ -189,6 +189,38 @@ def test_touches_on_the_window_edges(tmp_path):
     assert attributed(got) == {"none": (2, 2), "search": (1, 1)}
 
 
+def test_touches_at_the_same_moment_are_ordered_by_reference(tmp_path):
+    """Two sessions in the same millisecond: first touch is the smaller reference, last the larger."""
+    tiny = Tiny(tmp_path)
+    tiny.online("2026-06-01T10:00:00.000Z", "M00001", "search", "s-a")
+    tiny.online("2026-06-01T10:00:00.000Z", "M00001", "email", "s-b")
+    tiny.sale("2026-06-02T10:00:00.000Z", "M00001", "t1")
+    got = tiny.report(date(2026, 6, 2), date(2026, 6, 2))
+    assert attributed(got) == {"search": (1, 0), "email": (0, 1)}
+
+
+def test_a_scan_in_the_same_millisecond_as_the_sale_assists_it(tmp_path):
+    tiny = Tiny(tmp_path)
+    tiny.event("2026-06-09T10:00:00.000Z", "session.started", session="v1")
+    tiny.event("2026-06-09T10:00:00.000Z", "scan.member", session="v1", member="M00001", jti="v1", typ="app")
+    tiny.event("2026-06-09T10:05:00.000Z", "scan.product", session="v1", gtin=tiny.boot, source="ean13")
+    tiny.sale("2026-06-09T10:05:00.000Z", "M00001", "t1", gtin=tiny.boot)
+    got = tiny.report(date(2026, 6, 9), date(2026, 6, 9))
+    assert [(r["channel"], r["assisted_sales"]) for r in got["assisted"].rows] == [("store", 1)]
+
+
+def test_refunds_returns_and_cancellations_count_nowhere(tmp_path):
+    tiny = Tiny(tmp_path)
+    tiny.sale("2026-06-09T10:00:00.000Z", "M00001", "kept", amount=80.0)
+    tiny.sale("2026-06-09T11:00:00.000Z", "M00001", "refund", amount=-80.0)   # a till refund: total < 0
+    for status in ("returned", "cancelled", "refunded", "delivered"):
+        tiny.history.orders.append({"id": status, "customer_id": "M00002", "channel": "web", "status": status,
+                                    "placed_at": "2026-06-09T12:00:00.000Z", "currency": "EUR", "total": 10.0,
+                                    "lines": [{"gtin": tiny.boot, "quantity": 1, "amount": 10.0}]})
+    got = tiny.report(date(2026, 6, 9), date(2026, 6, 9))
+    assert (got["summary"].rows[0]["sales"], got["summary"].rows[0]["revenue"]) == (2, 90.0)
+
+
 def test_first_and_last_touch_across_store_kiosk_and_online(tmp_path):
     tiny = Tiny(tmp_path)
     tiny.online("2026-06-01T10:00:00.000Z", "M00001", "search", "s1")          # first
@@ -213,27 +245,37 @@ def test_the_range_is_local_days_across_the_spring_change(tmp_path):
     tiny = Tiny(tmp_path)
     tiny.visit("2026-03-28T22:59:59.999Z", "M00001", "before")   # 23:59:59 local on the 28th
     tiny.visit("2026-03-28T23:00:00.000Z", "M00002", "first")    # 00:00 local on the 29th
-    tiny.visit("2026-03-29T01:30:00.000Z", "M00003", "jump")     # 03:30 CEST (02:xx does not exist)
+    tiny.visit("2026-03-29T00:59:59.999Z", "M00006", "winter")   # 01:59:59.999 CET, the last moment of winter time
+    tiny.visit("2026-03-29T01:00:00.000Z", "M00007", "summer")   # 03:00 CEST (02:xx does not exist)
+    tiny.visit("2026-03-29T01:30:00.000Z", "M00003", "jump")     # 03:30 CEST
     tiny.visit("2026-03-29T21:59:59.999Z", "M00004", "last")     # 23:59:59 CEST on the 29th
     tiny.visit("2026-03-29T22:00:00.000Z", "M00005", "after")    # 00:00 local on the 30th
     got = tiny.report(date(2026, 3, 29), date(2026, 3, 29))
     store = next(r for r in got["channels"].rows if r["channel"] == "store")
-    assert store["sessions"] == 3
+    assert store["sessions"] == 5
     sunday = next(r for r in got["peak_hours"].rows if r["weekday"] == "Sun")
-    assert (sunday["00"], sunday["02"], sunday["03"], sunday["23"]) == (2, 0, 2, 2)  # visit + kiosk session each
+    assert (sunday["00"], sunday["01"], sunday["02"], sunday["03"], sunday["23"]) == (1, 1, 0, 2, 1)  # kiosk sessions
+    visits = tiny.report(date(2026, 3, 29), date(2026, 3, 29))  # the store channel alone: its visits, same hours
+    assert report(tiny.hub_store.db, Query(date(2026, 3, 29), date(2026, 3, 29), channel="store"),
+                  tz=AMSTERDAM)["peak_hours"].rows == [
+        {**row} for row in report(tiny.hub_store.db, Query(date(2026, 3, 29), date(2026, 3, 29), channel="kiosk"),
+                                  tz=AMSTERDAM)["peak_hours"].rows]
+    assert visits["summary"].rows[0]["sessions"] == 5
 
 
 def test_the_autumn_change_counts_the_repeated_hour_twice(tmp_path):
     """25 October 2026: 02:00-03:00 local happens twice (CEST, then CET); both fall in hour 02."""
     tiny = Tiny(tmp_path)
     tiny.visit("2026-10-25T00:30:00.000Z", "M00001", "cest")    # 02:30 CEST
+    tiny.visit("2026-10-25T00:59:59.999Z", "M00006", "edge")    # 02:59:59.999 CEST, the last moment of summer time
+    tiny.visit("2026-10-25T01:00:00.000Z", "M00007", "change")  # 02:00 CET, the first moment of winter time
     tiny.visit("2026-10-25T01:30:00.000Z", "M00002", "cet")     # 02:30 CET
     tiny.visit("2026-10-25T22:59:59.999Z", "M00003", "late")    # 23:59:59 CET, still the 25th
     tiny.visit("2026-10-25T23:00:00.000Z", "M00004", "next")    # the 26th
     got = tiny.report(date(2026, 10, 25), date(2026, 10, 25))
     sunday = next(r for r in got["peak_hours"].rows if r["weekday"] == "Sun")
-    assert sunday["02"] == 4 and sunday["23"] == 2
-    assert [r["sessions"] for r in got["daily"].rows] == [6]
+    assert sunday["02"] == 4 and sunday["23"] == 1 and sunday["01"] == sunday["03"] == 0
+    assert [r["sessions"] for r in got["daily"].rows] == [5]
 
 
 def test_new_york_changes_on_other_days(tmp_path):
@@ -282,6 +324,45 @@ def test_visits_group_by_the_events_own_times(tmp_path):
     assert got["repeat"].rows[0] | {} == {**got["repeat"].rows[0], "visitors": 1, "repeat_visitors": 1, "visits": 2}
 
 
+def test_a_visit_closed_by_housekeeping_is_joined_by_a_replayed_check_in(tmp_path):
+    """A kiosk that was offline replays its check-ins after the hub closed the first part of the visit."""
+    from hub.activity import close_visits
+    tiny = Tiny(tmp_path)
+    tiny.visit("2026-06-05T10:00:00.000Z", "M00001", "a")
+    tiny.report(date(2026, 6, 5), date(2026, 6, 5))
+    db = tiny.hub_store.db
+    with tiny.hub_store.transaction():
+        assert close_visits(db, now=datetime(2026, 6, 6, tzinfo=timezone.utc)) == 1
+    tiny.visit("2026-06-05T10:20:00.000Z", "M00001", "b")   # arrives now, 20 minutes after the first in event time
+    got = tiny.report(date(2026, 6, 5), date(2026, 6, 5))
+    assert db.execute("SELECT count(*), max(closed) FROM visits").fetchone() == (1, 1)
+    assert got["repeat"].rows[0]["visits"] == 1
+
+
+def test_times_without_milliseconds_compare_right(tmp_path):
+    """The envelope allows 0 to 6 decimals; analytics keeps one form, so '10:00:00Z' is not after '10:00:00.500Z'."""
+    tiny = Tiny(tmp_path)
+    tiny.event("2026-05-11T12:00:00Z", "session.started", session="v1")
+    tiny.event("2026-05-11T12:00:00Z", "scan.member", session="v1", member="m-lower", jti="v1", typ="app")
+    tiny.event("2026-05-11T12:00:00.5Z", "scan.product", session="v1", gtin=tiny.boot, source="ean13")
+    tiny.sale("2026-06-10T12:00:00.400Z", "m-lower", "a", gtin=tiny.boot)  # 30 days after 12:00:00.4
+    got = tiny.report(date(2026, 6, 10), date(2026, 6, 10))
+    # the visit at 12:00:00 is outside [sale − 30 d = 12:00:00.400, sale]; the scan at 12:00:00.5 inside
+    assert attributed(got) == {"kiosk": (1, 1)}
+    assert tiny.hub_store.db.execute("SELECT ts FROM touches WHERE channel = 'store'").fetchall() == [
+        ("2026-05-11T12:00:00.000Z",)]
+
+
+def test_member_ids_are_kept_as_spelled(tmp_path):
+    """Ids are the online store's, opaque: a lower-case id meets its own touches, never another's."""
+    tiny = Tiny(tmp_path)
+    tiny.online("2026-06-01T10:00:00.000Z", "c-7f3a", "search", "s1")
+    tiny.online("2026-06-01T11:00:00.000Z", "C-7F3A", "email", "s2")
+    tiny.sale("2026-06-02T10:00:00.000Z", "c-7f3a", "t1")
+    got = tiny.report(date(2026, 6, 2), date(2026, 6, 2))
+    assert attributed(got) == {"search": (1, 1)}
+
+
 @pytest.mark.parametrize("args, message", [
     ({"from": "2026-05-02", "to": "2026-05-01"}, "after"),
     ({"from": "yesterday"}, "must be a date"),
@@ -289,6 +370,8 @@ def test_visits_group_by_the_events_own_times(tmp_path):
     ({"channel": "fax"}, "unknown channel"),
     ({"window": "0"}, "window"),
     ({"window": "abc"}, "window"),
+    ({"to": "9999-12-31"}, "between"),
+    ({"from": "0001-01-01", "to": "0001-01-05"}, "between"),
 ])
 def test_bad_queries_say_why(args, message):
     with pytest.raises(QueryError, match=message):

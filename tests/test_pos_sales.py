@@ -264,10 +264,11 @@ def test_the_reader_keeps_memory_flat_grouping_a_large_file_on_disk(store):
 
 # --- matching to members -----------------------------------------------------------------------
 
-def test_a_member_id_links_the_sale_upper_cased_and_keeps_the_loyalty_number(store):
-    run(HEADER + f"M-1,2026-01-01T10:00:00Z,{EAN_13},1,1.00,m0001,L-1,\n", store)
+def test_a_member_id_links_the_sale_as_spelled_and_keeps_the_loyalty_number(store):
+    """Member ids are the online store's and opaque: never re-cased (c-7f3a and C-7F3A are two members)."""
+    run(HEADER + f"M-1,2026-01-01T10:00:00Z,{EAN_13},1,1.00,c-7f3a,L-1,\n", store)
     row = sales_rows(store)["pos:M-1"]
-    assert (row["customer"], row["loyalty"]) == ("M0001", "L-1")
+    assert (row["customer"], row["loyalty"]) == ("c-7f3a", "L-1")
 
 
 def test_a_loyalty_number_links_through_a_cached_profile_and_an_unknown_one_waits(store):
@@ -294,7 +295,7 @@ def test_an_erased_member_is_never_linked(store):
     # A profile the hub still has of a member erased since (a stale copy): its loyalty number links nobody.
     store.db.execute("INSERT INTO customers VALUES ('M0010', ?, '2026-01-01')",
                      [json.dumps({"loyalty": {"number": "L-10"}})])
-    text = (HEADER + f"E-1,2026-01-01T10:00:00Z,{EAN_13},1,1.00,m0009,L-9,\n"
+    text = (HEADER + f"E-1,2026-01-01T10:00:00Z,{EAN_13},1,1.00,M0009,L-9,\n"
             f"E-2,2026-01-01T10:00:00Z,{EAN_13},1,1.00,,L-10,\n")
     result = run(text, store)
     assert result.matched == {"member": 0, "loyalty": 0, "unmatched": 1, "anonymous": 1}
@@ -303,6 +304,19 @@ def test_an_erased_member_is_never_linked(store):
     assert rows["pos:E-2"]["customer"] is None
     assert link_pending_sales(store) == 0
     assert sales_rows(store)["pos:E-2"]["customer"] is None
+
+
+def test_an_erased_members_loyalty_number_is_forgotten_on_waiting_and_later_sales(store):
+    """The online store erases M0007 while a till sale with their card number waits for a match, and
+    another arrives after: neither keeps the number, and nobody who gets the card next inherits them."""
+    run(HEADER + f"W-1,2026-01-01T10:00:00Z,{EAN_13},1,1.00,,L-77,\n", store)  # no profile yet: waits
+    cache_profile(store, "M0007", "L-77")
+    store.erase_member("M0007", now=NOW)
+    assert (sales_rows(store)["pos:W-1"]["customer"], sales_rows(store)["pos:W-1"]["loyalty"]) == (None, None)
+    result = run(HEADER + f"W-2,2026-01-02T10:00:00Z,{EAN_13},1,1.00,,L-77,\n", store)
+    assert result.matched["anonymous"] == 1 and sales_rows(store)["pos:W-2"]["loyalty"] is None
+    cache_profile(store, "M0008", "L-77")  # the card number given to someone else
+    assert link_pending_sales(store) == 0
 
 
 def test_link_pending_sales_works_on_a_bare_database_too(hub_db):
@@ -325,7 +339,7 @@ def json_sale(sale_id: str, **extra) -> dict:
 
 def test_json_sales_are_checked_like_csv_rows():
     parsed = sales_from_json(json.dumps({"sales": [
-        json_sale("J-1", member_id="m0001"), json_sale("J-2", currency="USD"),
+        json_sale("J-1", member_id="M0001"), json_sale("J-2", currency="USD"),
         {**json_sale("J-3"), "lines": [{"gtin": 4006381333931, "quantity": 1, "amount": 1}]},
         json_sale("J-4", ts="2026-03-29T02:30:00"), json_sale("J-5", lines=[]), "nonsense",
         json_sale("J-6"), json_sale("J-6"),
@@ -431,6 +445,9 @@ def test_the_api_takes_the_csv_too(serve):
     (b"x" * (MAX_BODY_BYTES + 1), "application/json", 413, "too_large"),
     (json.dumps({"sales": [json_sale(f"T-{n}") for n in range(1001)]}).encode(), "application/json", 413,
      "too_many_sales"),
+    (("sale_id,ts,gtin,quantity,amount\n" + "".join(f"C-{n},2026-01-01T10:00:00Z,{EAN_13},1,1.00\n"
+                                                     for n in range(1001))).encode(), "text/csv", 413,
+     "too_many_sales"),
 ])
 def test_the_api_refuses_an_unreadable_or_too_large_body(serve, body, content_type, status, code):
     url, api, hub = serve()
@@ -468,6 +485,18 @@ def config(tmp_path, hub_db) -> Path:
                     f'[online]\nbase_url = "http://127.0.0.1:9/"\napi_key_file = "{tmp_path / "secret"}"\n'
                     f'[db]\npath = "{hub_db}"\n')
     return path
+
+
+def test_a_short_pos_key_is_refused_at_start(config, tmp_path):
+    from hub.config import load_config
+    from hub.pos_api import MIN_KEY_CHARS, pos_api_key
+    from protocol.settings import ConfigError
+    key = tmp_path / "pos.key"
+    key.write_text("letmein\n")
+    with pytest.raises(ConfigError, match=f"at least {MIN_KEY_CHARS}"):
+        pos_api_key(load_config(config, environ={"OMNIKIOSK_POS_API_KEY_FILE": str(key)}))
+    key.write_text("k" * MIN_KEY_CHARS + "\n")
+    assert pos_api_key(load_config(config, environ={"OMNIKIOSK_POS_API_KEY_FILE": str(key)})) == b"k" * MIN_KEY_CHARS
 
 
 def test_the_settings_check_the_time_zone_and_currency(config, tmp_path):
