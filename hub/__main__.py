@@ -392,25 +392,15 @@ def push_config_command(args, config) -> int:
 
 def import_stock_command(args, config) -> int:
     import sqlite3
-    import time
     from pathlib import Path
 
     from hub.catalog import HubCatalog
-    from hub.stock_import import UnusableFile, import_stock, progress_text
+    from hub.stock_import import UnusableFile, import_stock
 
     if not Path(args.file).is_file():
         print(f"{args.file}: not imported: no such file", file=sys.stderr)
         return 2
-    total = Path(args.file).stat().st_size
-    started = time.monotonic()
-    shown = [0.0]
-
-    def progress(rows: int, done: int) -> None:
-        # Redrawn at most five times a second: printing every call would cost more than the import.
-        if time.monotonic() - shown[0] >= 0.2:
-            shown[0] = time.monotonic()
-            print(f"\r{progress_text(rows, done, total, shown[0] - started)}\033[K", end="", file=sys.stderr,
-                  flush=True)
+    progress = _file_progress(Path(args.file))
 
     try:
         HubStore(open_hub_db(config["db.path"])).db.conn.close()  # creates or migrates the catalog tables
@@ -433,37 +423,21 @@ def import_stock_command(args, config) -> int:
         if report is not None:
             report.close()
         catalog.db.conn.close()
-    if sys.stderr.isatty():
-        print("\r\033[K", end="", file=sys.stderr, flush=True)
-    for row in result.first_bad:
-        print(f"line {row.line}: {row.reason}", file=sys.stderr)
-    if result.bad > len(result.first_bad):
-        more = f"; all of them are in {args.report}" if args.report else "; --report FILE lists them all"
-        print(f"… and {result.bad - len(result.first_bad)} more bad rows{more}", file=sys.stderr)
-    print(result.summary())
+    _print_import_result(result, args)
     return 0
 
 
 def import_sales_command(args, config) -> int:
     import sqlite3
-    import time
     from pathlib import Path
     from zoneinfo import ZoneInfo
 
-    from hub.pos_sales import UnusableFile, import_sales, progress_text
+    from hub.pos_sales import UnusableFile, import_sales
 
     if not Path(args.file).is_file():
         print(f"{args.file}: not imported: no such file", file=sys.stderr)
         return 2
-    total = Path(args.file).stat().st_size
-    started = time.monotonic()
-    shown = [0.0]
-
-    def progress(rows: int, done: int) -> None:
-        if time.monotonic() - shown[0] >= 0.2:
-            shown[0] = time.monotonic()
-            print(f"\r{progress_text(rows, done, total, shown[0] - started)}\033[K", end="", file=sys.stderr,
-                  flush=True)
+    progress = _file_progress(Path(args.file))
 
     try:
         store = HubStore(open_hub_db(config["db.path"]))  # creates or migrates the tables
@@ -485,6 +459,31 @@ def import_sales_command(args, config) -> int:
         if report is not None:
             report.close()
         store.db.conn.close()
+    _print_import_result(result, args)
+    if result.bad and not (result.imported or result.duplicates):
+        print(f"{args.file}: nothing imported: every row is bad", file=sys.stderr)
+        return 3
+    return 0
+
+
+def _file_progress(path):
+    """A progress line for importing `path`, redrawn at most five times a second (printing every call
+    would cost more than the import)."""
+    import time
+
+    from hub.stock_import import progress_text
+    total, started, shown = path.stat().st_size, time.monotonic(), [0.0]
+
+    def progress(rows: int, done: int) -> None:
+        if time.monotonic() - shown[0] >= 0.2:
+            shown[0] = time.monotonic()
+            print(f"\r{progress_text(rows, done, total, shown[0] - started)}\033[K", end="", file=sys.stderr,
+                  flush=True)
+    return progress
+
+
+def _print_import_result(result, args) -> None:
+    """The first bad rows (all of them in --report), then the summary."""
     if sys.stderr.isatty():
         print("\r\033[K", end="", file=sys.stderr, flush=True)
     for row in result.first_bad:
@@ -493,10 +492,6 @@ def import_sales_command(args, config) -> int:
         more = f"; all of them are in {args.report}" if args.report else "; --report FILE lists them all"
         print(f"… and {result.bad - len(result.first_bad)} more bad rows{more}", file=sys.stderr)
     print(result.summary())
-    if result.bad and not (result.imported or result.duplicates):
-        print(f"{args.file}: nothing imported: every row is bad", file=sys.stderr)
-        return 3
-    return 0
 
 
 def _ask_password(prompt: str = "password: ") -> str:

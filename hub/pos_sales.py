@@ -55,6 +55,7 @@ from hub.stock_import import (
     normalise_gtin,
     progress_text,
 )
+from hub.stock_import import read_header as stock_read_header
 from protocol.envelope import format_ts
 from protocol.requests import MEMBER_ID
 from protocol.sqlite import immediate
@@ -213,6 +214,8 @@ def parse_amount(text: str, quantity: int) -> Decimal:
     sign, whole, decimals = match.groups()
     if decimals is not None and len(decimals) > 2:
         raise ValueError(f"amount {_quoted(value)} has more than 2 decimals (a thousands separator? leave it out)")
+    if len(whole.lstrip("0")) > len(str(int(MAX_AMOUNT))):  # before Decimal: 400 digits would not quantize
+        raise ValueError(f"amount {_quoted(value)} is more than {MAX_AMOUNT:,}: a typo?")
     amount = Decimal(f"{sign}{whole}.{decimals or '0'}").quantize(_CENT)
     return _checked_amount(amount, quantity, value)
 
@@ -274,22 +277,8 @@ class _Row:
 
 def read_header(cells: list[str]) -> dict[str, int]:
     """Column name → position; UnusableFile when the first line is not a header we can use."""
-    names = [cell.strip().lower() for cell in cells]
-    usage = (f"the first line must name the columns: {','.join(REQUIRED_COLUMNS)}"
-             f"[,{'][,'.join(COLUMNS[len(REQUIRED_COLUMNS):])}]")
-    if any(name.isdigit() and len(name) >= 8 for name in names):
-        raise UnusableFile(f"no header: line 1 looks like data; {usage}")
-    columns: dict[str, int] = {}
-    for position, name in enumerate(names):
-        if name not in COLUMNS:
-            raise UnusableFile(f"unknown column {name[:_SHOWN_VALUE]!r} in the header; {usage}")
-        if name in columns:
-            raise UnusableFile(f"column {name!r} appears twice in the header")
-        columns[name] = position
-    missing = [name for name in REQUIRED_COLUMNS if name not in columns]
-    if missing:
-        raise UnusableFile(f"the header has no {' or '.join(missing)} column; {usage}")
-    return columns
+    return stock_read_header(cells, COLUMNS, REQUIRED_COLUMNS,
+                             f"{','.join(REQUIRED_COLUMNS)}[,{'][,'.join(COLUMNS[len(REQUIRED_COLUMNS):])}]")
 
 
 def parse_row(cells: list[str], columns: Mapping[str, int], *, line: int, tz: ZoneInfo,

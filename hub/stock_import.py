@@ -121,20 +121,22 @@ def parse_quantity(text: str) -> int:
     return quantity
 
 
-def read_header(cells: list[str]) -> dict[str, int]:
-    """Column name → position; UnusableFile when the first line is not a header we can use."""
+def read_header(cells: list[str], columns_allowed: tuple[str, ...] = COLUMNS,
+                required: tuple[str, ...] = REQUIRED_COLUMNS, usage: str = "") -> dict[str, int]:
+    """Column name → position; UnusableFile when the first line is not a header we can use.
+    Also the till's sales file's (hub.pos_sales), with its own columns."""
     names = [cell.strip().lower() for cell in cells]
-    usage = f"the first line must name the columns: {','.join(COLUMNS[:3])}[,{COLUMNS[3]}]"
+    usage = "the first line must name the columns: " + (usage or f"{','.join(COLUMNS[:3])}[,{COLUMNS[3]}]")
     if any(name.isdigit() and len(name) >= 8 for name in names):
         raise UnusableFile(f"no header: line 1 looks like data; {usage}")
     columns: dict[str, int] = {}
     for position, name in enumerate(names):
-        if name not in COLUMNS:
+        if name not in columns_allowed:
             raise UnusableFile(f"unknown column {name[:_SHOWN_VALUE]!r} in the header; {usage}")
         if name in columns:
             raise UnusableFile(f"column {name!r} appears twice in the header")
         columns[name] = position
-    missing = [name for name in REQUIRED_COLUMNS if name not in columns]
+    missing = [name for name in required if name not in columns]
     if missing:
         raise UnusableFile(f"the header has no {' or '.join(missing)} column; {usage}")
     return columns

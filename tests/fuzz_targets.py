@@ -28,6 +28,9 @@ from typing import Any
 from hypothesis import strategies as st
 
 from firmware_config.inventory import InventoryError
+from hub.analytics import QueryError as QueryErrorType
+from hub.pos_sales import TooManySales as TooManySalesError
+from hub.pos_sales import UnreadableBody as UnreadableBodyError
 from hub.stock_import import UnusableFile
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -911,6 +914,111 @@ def _stock_reason(outcome) -> str | None:
     return None
 
 
+# --- 9. the till's sales (CSV and JSON) and the manager's analytics query ---------------------------
+
+SALE_CELL = {
+    "sale_id": st.sampled_from(["T1", "T-1", "T1", "", "x" * 65, "a b", "T/1"]) | TEXTS,
+    "ts": st.sampled_from(["2026-03-14T15:04:05+01:00", "2026-03-14 15:04:05", "2026-03-29 02:30:00",
+                           "2026-10-25 02:30:00", "2026-03-14T15:04:05Z", "9999-12-31T23:59:59+14:00",
+                           "0001-01-01T00:00:00-12:00", "2026-02-30T10:00:00Z", "soon", ""]) | TEXTS,
+    "gtin": gtins() | st.sampled_from(["", "4.0E+12"]),
+    "quantity": st.sampled_from(["1", "-1", "0", "2", "1.5", "", "9" * 40, "+3"]),
+    "amount": st.sampled_from(["1.00", "-1.00", "1,5", "0", "1e308", "nan", "inf", "12.345", "", "9" * 400]),
+    "member_id": st.sampled_from(["", "M0001", "m0001", "c-7f3a", "x" * 65, "a b"]),
+    "loyalty_number": st.sampled_from(["", "L-1", "x" * 65, "L 1"]),
+    "currency": st.sampled_from(["", "EUR", "eur", "USD", "EURO"]),
+}
+SALE_COLUMNS = list(SALE_CELL)
+
+
+@st.composite
+def sales_files(draw) -> bytes:
+    if draw(st.integers(0, 9)) == 0:
+        return draw(st.binary(max_size=80) | st.text(max_size=80).map(str.encode))
+    header = draw(st.permutations(SALE_COLUMNS))[:draw(st.integers(3, len(SALE_COLUMNS)))]
+    delimiter = draw(st.sampled_from([",", ",", ";", "\t"]))
+    rows = []
+    for _ in range(draw(st.integers(0, 6))):
+        cells = [draw(SALE_CELL[name]).replace(delimiter, "") for name in header]
+        rows.append(delimiter.join(cells))
+    text = delimiter.join(header) + "\n" + "\n".join(rows) + draw(st.sampled_from(["", "\n"]))
+    return draw(mutated_bytes(draw(mutated_text(text)).encode("utf-8", "surrogatepass")))
+
+
+def _read_sales_csv(data: bytes):
+    from zoneinfo import ZoneInfo
+
+    from hub.pos_sales import read_sales_csv
+    return list(read_sales_csv(BytesIO(data), tz=ZoneInfo("Europe/Amsterdam"), currency="EUR"))
+
+
+@st.composite
+def sales_bodies(draw) -> bytes:
+    if draw(st.integers(0, 9)) == 0:
+        return draw(st.binary(max_size=80))
+    def sale():
+        item = {k: draw(SALE_CELL[k]) for k in ("ts", "member_id", "loyalty_number", "currency")}
+        item["id"] = draw(SALE_CELL["sale_id"])
+        item["lines"] = [{"gtin": draw(SALE_CELL["gtin"]), "quantity": draw(st.integers(-3, 3) | st.just("1")),
+                          "amount": draw(st.floats(allow_nan=True) | st.sampled_from([1.0, -1.0, "1.00"]))}
+                         for _ in range(draw(st.integers(0, 3)))]
+        return draw(mutated_dict(item, ["id", "ts", "lines", "currency"], JSON_VALUES))
+    body = {"sales": [sale() for _ in range(draw(st.integers(0, 4)))]}
+    return draw(mutated_bytes(json.dumps(body, allow_nan=True).encode()))
+
+
+def _sales_from_json(data: bytes):
+    from zoneinfo import ZoneInfo
+
+    from hub.pos_sales import sales_from_json
+    return sales_from_json(data, tz=ZoneInfo("Europe/Amsterdam"), currency="EUR")
+
+
+def _sales_reason(outcome) -> str | None:
+    from hub.pos_sales import BadRow, Sale, TooManySales, UnreadableBody
+    if isinstance(outcome, (UnusableFile, UnreadableBody, TooManySales)):
+        _need(bool(str(outcome).strip()), "a refused body without a reason")
+        return type(outcome).__name__
+    for item in outcome:
+        if isinstance(item, BadRow):
+            _need(bool(item.reason.strip()), f"a bad row without a reason: {item!r}")
+        else:
+            _need(isinstance(item, Sale) and item.id and re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", item.ts)
+                  and item.currency == "EUR" and item.lines and math.isfinite(float(item.total))
+                  and all(len(line.gtin) == 14 and line.gtin.isdigit() and line.quantity != 0 for line in item.lines),
+                  f"an accepted sale that breaks a promise: {item!r}")
+    return None
+
+
+@st.composite
+def analytics_args(draw) -> dict[str, str]:
+    days = st.dates().map(date.isoformat) | st.sampled_from(["2026-11-29", "2026-02-30", "", "yesterday",
+                                                              "9999-12-31", "0001-01-01"]) | TEXTS
+    args = {"from": draw(days), "to": draw(days), "channel": draw(st.sampled_from(
+        ["", "web", "store", "KIOSK", "fax", "none"]) | TEXTS), "window": draw(st.sampled_from(
+            ["", "30", "0", "366", "-1", "1e3", "٣"]) | TEXTS)}
+    return {k: v for k, v in args.items() if draw(st.booleans())}
+
+
+def _analytics_query(args):
+    from zoneinfo import ZoneInfo
+
+    from hub.analytics import parse_query, span_of
+    query = parse_query(args, today=date(2026, 11, 29))
+    return span_of(query, ZoneInfo("Pacific/Kiritimati")), query
+
+
+def _analytics_reason(outcome) -> str | None:
+    from hub.analytics import MAX_RANGE_DAYS, QueryError
+    if isinstance(outcome, QueryError):
+        _need(bool(str(outcome).strip()), "a refused query without a reason")
+        return "bad_query"
+    span, query = outcome
+    _need(query.start <= query.end and query.days <= MAX_RANGE_DAYS and 1 <= query.window_days <= 365
+          and span.start < span.end, f"an accepted query that breaks a promise: {query!r}")
+    return None
+
+
 # --- all of them ---------------------------------------------------------------------------------
 
 TARGETS: dict[str, Target] = {t.name: t for t in [
@@ -929,4 +1037,10 @@ TARGETS: dict[str, Target] = {t.name: t for t in [
                    "hub.config", _hub_check),
     Target("stock_import", "hub.stock_import.read_counts (CSV bytes)", stock_files(), _read_counts, (UnusableFile,),
            _stock_reason),
+    Target("pos_sales_csv", "hub.pos_sales.read_sales_csv (CSV bytes)", sales_files(), _read_sales_csv,
+           (UnusableFile,), _sales_reason),
+    Target("pos_sales_json", "hub.pos_sales.sales_from_json (a request body)", sales_bodies(), _sales_from_json,
+           (UnreadableBodyError, TooManySalesError), _sales_reason),
+    Target("analytics_query", "hub.analytics.parse_query + span_of (the manager page's address)", analytics_args(),
+           _analytics_query, (QueryErrorType,), _analytics_reason),
 ]}

@@ -96,6 +96,13 @@ REGRESSIONS: dict[str, list] = {
     "stock_import": [
         b"gtin,quan\rtity\n4006381333931,5\n",   # csv.Error from the header line
     ],
+    "pos_sales_csv": [
+        # an amount of 400 digits: decimal.InvalidOperation from quantize (found by bench/fuzz.py)
+        b"amount,gtin,ts,quantity,sale_id\n" + b"9" * 400 + b",00000000,2026-03-14T15:04:05+01:00,1,T1",
+    ],
+    "analytics_query": [
+        {"to": "9999-12-31"}, {"from": "0001-01-01", "to": "0001-01-05"},  # OverflowError (found in review)
+    ],
 }
 
 
