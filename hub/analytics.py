@@ -226,6 +226,21 @@ def summary(db: sqlite_utils.Database, query: Query, span: Span) -> Table:
                  [{**total, "contacts": contacts, "revenue": round(sum(row["revenue"] for row in rows), 2)}])
 
 
+def sources(db: sqlite_utils.Database, query: Query, span: Span) -> Table:
+    """Online sessions by channel and campaign source (the UTM source the online store recorded)."""
+    wanted = [c for c in _channels_wanted(query) if c in ONLINE_CHANNELS]
+    rows = db.execute(
+        "SELECT channel, coalesce(source, ''), count(*), count(DISTINCT customer), sum(added_to_cart OR asked_for_help) "
+        f"FROM online_sessions WHERE started_at >= ? AND started_at < ? AND channel IN ({_in(wanted) or 'NULL'}) "
+        "GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2", [span.start, span.end]).fetchall() if wanted else []
+    return Table("sources", "Online sources", "Online sessions by channel and campaign source (UTM source, where the "
+                 "online store knows it; empty: none recorded).",
+                 [Column("channel", "Channel", "text"), Column("source", "Source", "text"),
+                  Column("sessions", "Sessions"), Column("contacts", "Contacts"), Column("qualified", "Qualified")],
+                 [{"channel": c, "source": src, "sessions": n, "contacts": people, "qualified": q}
+                  for c, src, n, people, q in rows])
+
+
 def attributed_sales(db: sqlite_utils.Database, query: Query, span: Span) -> list[tuple[str, float, str, str]]:
     """(sale id, total, first-touch channel, last-touch channel) of every counted sale in the range."""
     touches = ("SELECT channel FROM touches t WHERE t.customer = s.customer AND t.ts >= {window} AND t.ts <= s.ts "
@@ -386,7 +401,7 @@ def daily(db: sqlite_utils.Database, query: Query, span: Span) -> Table:
 
 
 FIGURES: dict[str, Callable[[sqlite_utils.Database, Query, Span], Table]] = {
-    "summary": summary, "channels": channels, "attribution": attribution, "assisted": assisted, "lost_demand": lost_demand,
+    "summary": summary, "channels": channels, "sources": sources, "attribution": attribution, "assisted": assisted, "lost_demand": lost_demand,
     "peak_hours": peak_hours, "repeat": repeat, "kiosks": kiosks, "daily": daily,
 }
 TABLES = tuple(FIGURES)

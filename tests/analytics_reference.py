@@ -150,6 +150,17 @@ def answer(facts: Facts, *, start: date, end: date, tz: ZoneInfo, channel: str |
                        "sales": sum(r["sales"] for r in out["channels"]),
                        "revenue": sum(r["revenue"] for r in out["channels"])}]
 
+    by_source = defaultdict(lambda: [0, set(), 0])
+    for s in facts.online:
+        if inside(s["ts"]) and s["channel"] in wanted:
+            row = by_source[(s["channel"], s["source"] or "")]
+            row[0] += 1
+            row[2] += bool(s["added_to_cart"] or s["asked_for_help"])
+            if s["customer"]:
+                row[1].add(s["customer"])
+    out["sources"] = [{"channel": c, "source": src, "sessions": n, "contacts": len(people), "qualified": q}
+                      for (c, src), (n, people, q) in sorted(by_source.items(), key=lambda kv: (-kv[1][0], kv[0]))]
+
     attr = {c: {"channel": c, "first_sales": 0, "first_revenue": 0.0, "last_sales": 0, "last_revenue": 0.0}
             for c in CHANNELS + ("none",)}
     assisted = defaultdict(lambda: {"assisted_sales": 0, "assisted_revenue": 0.0, "all_sales": 0})

@@ -85,6 +85,7 @@ def test_the_seeded_history_is_not_trivial(seeded):
     assert attribution["store"]["first_sales"] > 0
     assert sum(r["assisted_sales"] for r in got["assisted"].rows) > 5
     assert len(got["lost_demand"].rows) > 3
+    assert {(r["channel"], r["source"]) for r in got["sources"].rows} >= {("search", "google"), ("web", "")}
     assert got["repeat"].rows[0]["repeat_visitors"] > 0
     assert len(got["kiosks"].rows) == 3
     assert sum(sum(v for k, v in r.items() if k != "weekday") for r in got["peak_hours"].rows) > 500
