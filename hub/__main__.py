@@ -391,79 +391,69 @@ def push_config_command(args, config) -> int:
 
 
 def import_stock_command(args, config) -> int:
-    import sqlite3
-    from pathlib import Path
-
     from hub.catalog import HubCatalog
-    from hub.stock_import import UnusableFile, import_stock
+    from hub.stock_import import import_stock
 
-    if not Path(args.file).is_file():
-        print(f"{args.file}: not imported: no such file", file=sys.stderr)
-        return 2
-    progress = _file_progress(Path(args.file))
-
-    try:
+    def open_catalog():
         HubStore(open_hub_db(config["db.path"])).db.conn.close()  # creates or migrates the catalog tables
-        catalog = HubCatalog(open_hub_db(config["db.path"]))
-        report = open(args.report, "w", newline="", encoding="utf-8") if args.report else None
-    except (OSError, sqlite3.Error) as exc:
-        print(f"cannot open {args.report if isinstance(exc, OSError) else config['db.path']}: {exc}", file=sys.stderr)
-        return 1
-    try:
-        result = import_stock(args.file, catalog, store=config["store"], dry_run=args.dry_run, report=report,
-                              progress=progress if sys.stderr.isatty() else None)
-    except UnusableFile as exc:
-        print(f"\r\033[K{args.file}: not imported: {exc}" if sys.stderr.isatty() else
-              f"{args.file}: not imported: {exc}", file=sys.stderr)
-        return 2
-    except sqlite3.Error as exc:
-        print(f"{args.file}: not imported, the catalog could not be written ({exc}); nothing changed", file=sys.stderr)
-        return 1
-    finally:
-        if report is not None:
-            report.close()
-        catalog.db.conn.close()
-    _print_import_result(result, args)
-    return 0
+        return HubCatalog(open_hub_db(config["db.path"]))
+
+    status, _ = _run_file_import(args, config, open_catalog, "the catalog", lambda catalog, report, progress:
+                                 import_stock(args.file, catalog, store=config["store"], dry_run=args.dry_run,
+                                              report=report, progress=progress))
+    return status
 
 
 def import_sales_command(args, config) -> int:
-    import sqlite3
-    from pathlib import Path
     from zoneinfo import ZoneInfo
 
-    from hub.pos_sales import UnusableFile, import_sales
+    from hub.pos_sales import import_sales
+
+    status, result = _run_file_import(
+        args, config, lambda: HubStore(open_hub_db(config["db.path"])), "the sales",  # creates or migrates the tables
+        lambda store, report, progress: import_sales(
+            args.file, store, tz=ZoneInfo(config["timezone"]), currency=config["analytics.currency"],
+            dry_run=args.dry_run, report=report, progress=progress))
+    if result is not None and result.bad and not (result.imported or result.duplicates):
+        print(f"{args.file}: nothing imported: every row is bad", file=sys.stderr)
+        return 3
+    return status
+
+
+def _run_file_import(args, config, open_target, what: str, run):
+    """What import-stock and import-sales share: the file must exist; the database (`open_target`, with a
+    .db) and the --report file are opened; `run(target, report, progress)` imports with a progress line
+    on a terminal; the bad rows and the summary are printed. Returns (exit status, the result or None)."""
+    import sqlite3
+    from pathlib import Path
+
+    from hub.stock_import import UnusableFile
 
     if not Path(args.file).is_file():
         print(f"{args.file}: not imported: no such file", file=sys.stderr)
-        return 2
-    progress = _file_progress(Path(args.file))
-
+        return 2, None
+    progress = _file_progress(Path(args.file)) if sys.stderr.isatty() else None
     try:
-        store = HubStore(open_hub_db(config["db.path"]))  # creates or migrates the tables
+        target = open_target()
         report = open(args.report, "w", newline="", encoding="utf-8") if args.report else None
     except (OSError, sqlite3.Error) as exc:
         print(f"cannot open {args.report if isinstance(exc, OSError) else config['db.path']}: {exc}", file=sys.stderr)
-        return 1
+        return 1, None
     try:
-        result = import_sales(args.file, store, tz=ZoneInfo(config["timezone"]), currency=config["analytics.currency"],
-                              dry_run=args.dry_run, report=report, progress=progress if sys.stderr.isatty() else None)
+        result = run(target, report, progress)
     except UnusableFile as exc:
         print(f"\r\033[K{args.file}: not imported: {exc}" if sys.stderr.isatty() else
               f"{args.file}: not imported: {exc}", file=sys.stderr)
-        return 2
+        return 2, None
     except sqlite3.Error as exc:
-        print(f"{args.file}: not imported, the sales could not be written ({exc}); nothing changed", file=sys.stderr)
-        return 1
+        print(f"{args.file}: not imported, {what} could not be written ({exc}); nothing changed", file=sys.stderr)
+        return 1, None
     finally:
         if report is not None:
             report.close()
-        store.db.conn.close()
+        target.db.conn.close()
     _print_import_result(result, args)
-    if result.bad and not (result.imported or result.duplicates):
-        print(f"{args.file}: nothing imported: every row is bad", file=sys.stderr)
-        return 3
-    return 0
+    return 0, result
 
 
 def _file_progress(path):

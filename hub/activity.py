@@ -126,7 +126,7 @@ def _check_in(db: sqlite_utils.Database, event: Envelope, member: str, store: st
     # The member's visit this check-in falls in, open or already closed by housekeeping (a kiosk replaying
     # its day after an outage arrives after the first part of a visit was closed). INDEXED BY: without
     # it SQLite walks every open visit in last_seen order to skip a sort.
-    row = db.execute("SELECT id, kiosks, closed FROM visits INDEXED BY visits_member WHERE member = ? "
+    row = db.execute("SELECT id, kiosks FROM visits INDEXED BY visits_member WHERE member = ? "
                      "AND started_at <= ? AND last_seen_at >= ? ORDER BY last_seen_at DESC LIMIT 1",
                      [member, format_ts(moment + gap), format_ts(moment - gap)]).fetchone()
     if row is None:
@@ -143,7 +143,7 @@ def _check_in(db: sqlite_utils.Database, event: Envelope, member: str, store: st
             add_touch(db, "visit:" + visit_id, member, event.ts, "store")
         opened = 1
     else:
-        visit_id, kiosks, closed = row[0], json.loads(row[1]), row[2]
+        visit_id, kiosks = row[0], json.loads(row[1])
         if event.device not in kiosks:
             kiosks.append(event.device)
         db.execute("UPDATE visits SET kiosks = ?, last_seen_at = max(last_seen_at, ?), started_at = min(started_at, ?),"

@@ -89,3 +89,17 @@ def store(tmp_path_factory):
 def demo_cli(store: DemoStore, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "demo", "--state", str(store.root), *args], cwd=ROOT,
                           capture_output=True, text=True, timeout=60)
+
+
+@pytest.fixture
+def browsers():
+    """Open headless Chromium pages (tests/browser.py) at a size, `browsers(width, height)`; all closed after."""
+    from browser import Browser
+    opened: list[Browser] = []
+
+    def open_one(width: int = 1280, height: int = 800) -> Browser:
+        opened.append(Browser(width, height))
+        return opened[-1]
+    yield open_one
+    for browser in opened:
+        browser.close()

@@ -219,18 +219,6 @@ def light(tmp_path):
     hub_.close()
 
 
-@pytest.fixture
-def browsers():
-    opened: list[Browser] = []
-
-    def open_one(width: int = 1280, height: int = 800) -> Browser:
-        opened.append(Browser(width, height))
-        return opened[-1]
-    yield open_one
-    for browser in opened:
-        browser.close()
-
-
 def sign_in(light: ManagerHub, username: str) -> requests.Session:
     http = requests.Session()
     token = re.search(r'name="csrf_token" value="([^"]+)"', http.get(light.url + "login", timeout=5).text).group(1)

@@ -37,7 +37,6 @@ from test_staff_app import (  # noqa: F401
     XSS_IMG,
     XSS_SCRIPT,
     browser_sign_in,
-    browsers,
     light,
     page_csrf,
     shop,

@@ -165,18 +165,6 @@ def light(tmp_path, shop):
     hub_.close()
 
 
-@pytest.fixture
-def browsers():
-    opened: list[Browser] = []
-
-    def open_one(width: int = 1280, height: int = 800) -> Browser:
-        opened.append(Browser(width, height))
-        return opened[-1]
-    yield open_one
-    for browser in opened:
-        browser.close()
-
-
 # --- helpers: people signing in
 
 def csrf_of(page: str) -> str:
